@@ -1,0 +1,681 @@
+//! Credentials: what an organisation's requests are checked against.
+//!
+//! Kinds mirror what Vapi can send: [`HmacCredential`] (Vapi's HMAC credential, with presets for
+//! Vapi's default, the `x-vapi-signature` scheme and Standard Webhooks), a shared secret in a
+//! header (legacy `X-Vapi-Secret`) and a bearer token. Each credential may expire
+//! ([`Credential::not_after`]): several credentials per org is how rotation works.
+//!
+//! Secrets are held in [`Secret`], which never prints and is zeroed on drop. An empty secret is
+//! refused when the credential is built.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use http::HeaderName;
+//! use vapi_webhooks::credential::{Credential, HmacAlgorithm, HmacCredential, SignatureEncoding};
+//!
+//! // Vapi's default HMAC credential: x-signature / x-timestamp, "{timestamp}.{body}", hex sha256.
+//! let current = Credential::vapi_hmac("new-secret").unwrap();
+//! // The one being rotated out, valid for another day.
+//! let old = Credential::vapi_hmac("old-secret")
+//!     .unwrap()
+//!     .not_after(SystemTime::now() + Duration::from_secs(86_400));
+//! // A customised HMAC: GitHub-style body-only sha256 with a prefix.
+//! let github = Credential::hmac(
+//!     HmacCredential::new(HmacAlgorithm::Sha256, "It's a Secret to Everybody")
+//!         .unwrap()
+//!         .signature_header(HeaderName::from_static("x-hub-signature-256"))
+//!         .timestamp_header(None)
+//!         .payload_format("{body}")
+//!         .unwrap()
+//!         .encoding(SignatureEncoding::Hex)
+//!         .prefix("sha256="),
+//! );
+//! assert!(format!("{current:?} {old:?} {github:?}").find("secret").is_none());
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use http::HeaderName;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Why a credential could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// The secret is empty.
+    #[error("the secret is empty")]
+    EmptySecret,
+    /// The secret was declared base64 (or `whsec_`) but is not valid base64.
+    #[error("the secret is not valid base64")]
+    SecretNotBase64,
+    /// The payload format has an unknown `{placeholder}` or an unclosed brace.
+    #[error("invalid payload format: {0}")]
+    PayloadFormat(String),
+    /// The payload format uses `{timestamp}` but the credential has no timestamp header.
+    #[error("the payload format uses {{timestamp}} but no timestamp header is set")]
+    TimestampWithoutHeader,
+    /// A header name is not a valid HTTP header name.
+    #[error("invalid header name `{0}`")]
+    HeaderName(String),
+    /// A field that the kind needs is missing, or one that it does not use is set.
+    #[error("{0}")]
+    Field(String),
+}
+
+/// Secret bytes: never printed, zeroed on drop, never empty.
+#[derive(Clone)]
+pub struct Secret(Arc<Zeroizing<Vec<u8>>>);
+
+impl Secret {
+    /// Wraps secret bytes; an empty secret is refused.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Err(CredentialError::EmptySecret);
+        }
+        Ok(Self(Arc::new(Zeroizing::new(bytes))))
+    }
+
+    /// Decodes a base64 secret.
+    pub fn from_base64(encoded: &str) -> Result<Self, CredentialError> {
+        if encoded.is_empty() {
+            return Err(CredentialError::EmptySecret);
+        }
+        let bytes = BASE64
+            .decode(encoded.trim())
+            .map_err(|_| CredentialError::SecretNotBase64)?;
+        Self::new(bytes)
+    }
+
+    /// The secret bytes. Handle with care.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The hash behind an HMAC credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    /// HMAC-SHA1 (legacy senders only).
+    Sha1,
+    /// HMAC-SHA256, Vapi's default.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+/// How a signature is written in its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureEncoding {
+    /// Lowercase or uppercase hex, Vapi's default.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+/// One piece of an HMAC payload template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PayloadPart {
+    /// Text copied as it is.
+    Literal(String),
+    /// `{body}`: the raw body bytes as received.
+    Body,
+    /// `{timestamp}`: the timestamp header's value as received.
+    Timestamp,
+    /// `{method}`: the request method, e.g. `POST`.
+    Method,
+    /// `{url}`: the request URL as the sender addressed it.
+    Url,
+    /// `{svix-id}`: the message id header's value.
+    MessageId,
+}
+
+/// A parsed payload template such as `{timestamp}.{body}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadFormat {
+    parts: Vec<PayloadPart>,
+}
+
+impl PayloadFormat {
+    /// Parses a template with the placeholders `{body}` `{timestamp}` `{method}` `{url}`
+    /// `{svix-id}`; any other `{…}` is an error.
+    pub fn parse(template: &str) -> Result<Self, CredentialError> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            literal.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after.find('}').ok_or_else(|| {
+                CredentialError::PayloadFormat(format!("unclosed `{{` in `{template}`"))
+            })?;
+            let part = match &after[..close] {
+                "body" => PayloadPart::Body,
+                "timestamp" => PayloadPart::Timestamp,
+                "method" => PayloadPart::Method,
+                "url" => PayloadPart::Url,
+                "svix-id" => PayloadPart::MessageId,
+                other => {
+                    return Err(CredentialError::PayloadFormat(format!(
+                        "unknown placeholder `{{{other}}}`"
+                    )));
+                }
+            };
+            if !literal.is_empty() {
+                parts.push(PayloadPart::Literal(std::mem::take(&mut literal)));
+            }
+            parts.push(part);
+            rest = &after[close + 1..];
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(PayloadPart::Literal(literal));
+        }
+        Ok(Self { parts })
+    }
+
+    /// The parts, in order.
+    pub fn parts(&self) -> &[PayloadPart] {
+        &self.parts
+    }
+
+    /// Whether the template uses `part`.
+    pub fn uses(&self, part: &PayloadPart) -> bool {
+        self.parts.contains(part)
+    }
+}
+
+/// Vapi's HMAC credential: a keyed hash over a payload built from the raw body and headers.
+///
+/// [`HmacCredential::new`] starts from Vapi's defaults: `x-signature`, `x-timestamp`,
+/// `{timestamp}.{body}`, hex, no prefix, message id in `svix-id`.
+#[derive(Clone)]
+pub struct HmacCredential {
+    pub(crate) algorithm: HmacAlgorithm,
+    pub(crate) secret: Secret,
+    pub(crate) signature_header: HeaderName,
+    pub(crate) timestamp_header: Option<HeaderName>,
+    pub(crate) message_id_header: HeaderName,
+    pub(crate) payload_format: PayloadFormat,
+    pub(crate) encoding: SignatureEncoding,
+    pub(crate) prefix: String,
+}
+
+impl HmacCredential {
+    /// A credential with Vapi's defaults and this raw secret.
+    pub fn new(algorithm: HmacAlgorithm, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        Ok(Self::with_secret(algorithm, Secret::new(secret)?))
+    }
+
+    /// A credential with Vapi's defaults and an already wrapped secret (e.g. from
+    /// [`Secret::from_base64`] for `secretIsBase64`).
+    pub fn with_secret(algorithm: HmacAlgorithm, secret: Secret) -> Self {
+        Self {
+            algorithm,
+            secret,
+            signature_header: HeaderName::from_static("x-signature"),
+            timestamp_header: Some(HeaderName::from_static("x-timestamp")),
+            message_id_header: HeaderName::from_static("svix-id"),
+            payload_format: PayloadFormat {
+                parts: vec![
+                    PayloadPart::Timestamp,
+                    PayloadPart::Literal(".".into()),
+                    PayloadPart::Body,
+                ],
+            },
+            encoding: SignatureEncoding::Hex,
+            prefix: String::new(),
+        }
+    }
+
+    /// The header carrying the signature (one or several, whitespace-separated).
+    pub fn signature_header(mut self, name: HeaderName) -> Self {
+        self.signature_header = name;
+        self
+    }
+
+    /// The header carrying the timestamp, or `None` for a credential without one (then the
+    /// payload format must not use `{timestamp}` and no window is checked).
+    pub fn timestamp_header(mut self, name: Option<HeaderName>) -> Self {
+        self.timestamp_header = name;
+        self
+    }
+
+    /// The header whose value `{svix-id}` stands for (Vapi's `messageIdHeader`).
+    pub fn message_id_header(mut self, name: HeaderName) -> Self {
+        self.message_id_header = name;
+        self
+    }
+
+    /// The payload template, e.g. `{timestamp}.{body}` (see [`PayloadFormat::parse`]).
+    pub fn payload_format(mut self, template: &str) -> Result<Self, CredentialError> {
+        self.payload_format = PayloadFormat::parse(template)?;
+        Ok(self)
+    }
+
+    /// How the signature is encoded.
+    pub fn encoding(mut self, encoding: SignatureEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// A prefix before each signature, e.g. `sha256=` or Standard Webhooks' `v1,`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> HmacAlgorithm {
+        self.algorithm
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// The signature header.
+    pub fn signature_header_name(&self) -> &HeaderName {
+        &self.signature_header
+    }
+
+    /// The timestamp header, if the credential uses one.
+    pub fn timestamp_header_name(&self) -> Option<&HeaderName> {
+        self.timestamp_header.as_ref()
+    }
+
+    /// The message id header.
+    pub fn message_id_header_name(&self) -> &HeaderName {
+        &self.message_id_header
+    }
+
+    /// The payload template.
+    pub fn format(&self) -> &PayloadFormat {
+        &self.payload_format
+    }
+
+    /// The signature encoding.
+    pub fn signature_encoding(&self) -> SignatureEncoding {
+        self.encoding
+    }
+
+    /// The signature prefix (may be empty).
+    pub fn signature_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn check(self) -> Result<Self, CredentialError> {
+        if self.timestamp_header.is_none() && self.payload_format.uses(&PayloadPart::Timestamp) {
+            return Err(CredentialError::TimestampWithoutHeader);
+        }
+        Ok(self)
+    }
+}
+
+impl fmt::Debug for HmacCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HmacCredential")
+            .field("algorithm", &self.algorithm)
+            .field("signature_header", &self.signature_header)
+            .field("timestamp_header", &self.timestamp_header)
+            .field("payload_format", &self.payload_format)
+            .field("encoding", &self.encoding)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A shared secret sent as a header value, compared in constant time.
+#[derive(Clone)]
+pub struct HeaderSecret {
+    pub(crate) header: HeaderName,
+    pub(crate) secret: Secret,
+}
+
+impl HeaderSecret {
+    /// The header.
+    pub fn header(&self) -> &HeaderName {
+        &self.header
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for HeaderSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeaderSecret")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kinds of credential.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CredentialKind {
+    /// A keyed hash over the raw body (and, per its template, timestamp, method, URL, id).
+    Hmac(HmacCredential),
+    /// The secret itself in a header, e.g. `X-Vapi-Secret`.
+    SecretHeader(HeaderSecret),
+    /// `Bearer <token>` in a header, `Authorization` by default.
+    Bearer(HeaderSecret),
+}
+
+/// One credential of an organisation, optionally expiring.
+#[derive(Clone, Debug)]
+pub struct Credential {
+    pub(crate) kind: CredentialKind,
+    pub(crate) not_after: Option<SystemTime>,
+}
+
+impl Credential {
+    /// An HMAC credential.
+    pub fn hmac(hmac: HmacCredential) -> Self {
+        Self {
+            kind: CredentialKind::Hmac(hmac),
+            not_after: None,
+        }
+    }
+
+    /// Vapi's default HMAC credential: `x-signature` / `x-timestamp`, `{timestamp}.{body}`,
+    /// hex HMAC-SHA256.
+    pub fn vapi_hmac(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        Ok(Self::hmac(HmacCredential::new(HmacAlgorithm::Sha256, secret)?))
+    }
+
+    /// The widely documented `x-vapi-signature` / `x-vapi-timestamp` scheme:
+    /// `{timestamp}.{body}`, hex HMAC-SHA256.
+    pub fn vapi_signature(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        Ok(Self::hmac(
+            HmacCredential::new(HmacAlgorithm::Sha256, secret)?
+                .signature_header(HeaderName::from_static("x-vapi-signature"))
+                .timestamp_header(Some(HeaderName::from_static("x-vapi-timestamp"))),
+        ))
+    }
+
+    /// Standard Webhooks: `webhook-id` / `webhook-timestamp` / `webhook-signature: v1,<base64> …`
+    /// over `{id}.{timestamp}.{body}`, with a `whsec_`-prefixed base64 secret (the prefix is
+    /// optional).
+    pub fn standard_webhooks(secret: &str) -> Result<Self, CredentialError> {
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        Ok(Self::hmac(
+            HmacCredential::with_secret(HmacAlgorithm::Sha256, Secret::from_base64(encoded)?)
+                .signature_header(HeaderName::from_static("webhook-signature"))
+                .timestamp_header(Some(HeaderName::from_static("webhook-timestamp")))
+                .message_id_header(HeaderName::from_static("webhook-id"))
+                .payload_format("{svix-id}.{timestamp}.{body}")?
+                .encoding(SignatureEncoding::Base64)
+                .prefix("v1,"),
+        ))
+    }
+
+    /// A shared secret in `header`, e.g. `x-vapi-secret`.
+    pub fn secret_header(header: HeaderName, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        Ok(Self {
+            kind: CredentialKind::SecretHeader(HeaderSecret {
+                header,
+                secret: Secret::new(secret)?,
+            }),
+            not_after: None,
+        })
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub fn bearer(token: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        Self::bearer_in(http::header::AUTHORIZATION, token)
+    }
+
+    /// `<header>: Bearer <token>`.
+    pub fn bearer_in(header: HeaderName, token: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+        Ok(Self {
+            kind: CredentialKind::Bearer(HeaderSecret {
+                header,
+                secret: Secret::new(token)?,
+            }),
+            not_after: None,
+        })
+    }
+
+    /// Makes the credential stop verifying anything after `time` (rotation).
+    pub fn not_after(mut self, time: SystemTime) -> Self {
+        self.not_after = Some(time);
+        self
+    }
+
+    /// The expiry, if any.
+    pub fn expires(&self) -> Option<SystemTime> {
+        self.not_after
+    }
+
+    /// Whether the credential is still valid at `now`.
+    pub fn is_active(&self, now: SystemTime) -> bool {
+        self.not_after.is_none_or(|end| now <= end)
+    }
+
+    /// The kind and its parameters.
+    pub fn kind(&self) -> &CredentialKind {
+        &self.kind
+    }
+}
+
+/// The name of a credential kind in configuration files: `hmac`, `secret-header`, `bearer`,
+/// `standard-webhooks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KindName {
+    /// [`CredentialKind::Hmac`].
+    Hmac,
+    /// [`CredentialKind::SecretHeader`].
+    SecretHeader,
+    /// [`CredentialKind::Bearer`].
+    Bearer,
+    /// [`Credential::standard_webhooks`].
+    StandardWebhooks,
+}
+
+/// A secret string from configuration: refused when empty, never printed or serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(Zeroizing<String>);
+
+impl SecretString {
+    /// Wraps a non-empty string.
+    pub fn new(secret: impl Into<String>) -> Result<Self, CredentialError> {
+        let secret = secret.into();
+        if secret.is_empty() {
+            return Err(CredentialError::EmptySecret);
+        }
+        Ok(Self(Zeroizing::new(secret)))
+    }
+
+    /// The secret text. Handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A credential as written in a configuration file (the example server's tenants file) or
+/// stored by the Postgres backend. [`CredentialConfig::build`] turns it into a [`Credential`].
+///
+/// Serialising it leaves the secret out.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// `hmac`, `secret-header`, `bearer` or `standard-webhooks`.
+    pub kind: KindName,
+    /// The secret (the `whsec_…` string for Standard Webhooks).
+    #[serde(skip_serializing)]
+    pub secret: SecretString,
+    /// hmac: `sha1`, `sha256` (default) or `sha512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<HmacAlgorithm>,
+    /// hmac: the signature header (default `x-signature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_header: Option<String>,
+    /// hmac: the timestamp header; absent for a credential without a timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_header: Option<String>,
+    /// hmac: the message id header for `{svix-id}` (default `svix-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id_header: Option<String>,
+    /// hmac: the payload template (default `{timestamp}.{body}` with a timestamp header,
+    /// `{body}` without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_format: Option<String>,
+    /// hmac: `hex` (default) or `base64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<SignatureEncoding>,
+    /// hmac: a prefix before each signature, e.g. `sha256=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// hmac: the secret is base64 and is decoded before use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_is_base64: Option<bool>,
+    /// secret-header and bearer: the header name (`x-vapi-secret` and `authorization` by
+    /// default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// Optional expiry, RFC 3339.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub not_after: Option<time::OffsetDateTime>,
+}
+
+impl CredentialConfig {
+    /// A config of `kind` with `secret` and every optional field unset.
+    pub fn new(kind: KindName, secret: SecretString) -> Self {
+        Self {
+            kind,
+            secret,
+            algorithm: None,
+            signature_header: None,
+            timestamp_header: None,
+            message_id_header: None,
+            payload_format: None,
+            encoding: None,
+            prefix: None,
+            secret_is_base64: None,
+            header: None,
+            not_after: None,
+        }
+    }
+
+    /// Builds the credential, checking that every field fits the kind.
+    pub fn build(&self) -> Result<Credential, CredentialError> {
+        let hmac_only = [
+            ("algorithm", self.algorithm.is_some()),
+            ("signature_header", self.signature_header.is_some()),
+            ("timestamp_header", self.timestamp_header.is_some()),
+            ("message_id_header", self.message_id_header.is_some()),
+            ("payload_format", self.payload_format.is_some()),
+            ("encoding", self.encoding.is_some()),
+            ("prefix", self.prefix.is_some()),
+            ("secret_is_base64", self.secret_is_base64.is_some()),
+        ];
+        let secret = self.secret.expose();
+        let credential = match self.kind {
+            KindName::Hmac => {
+                if self.header.is_some() {
+                    return Err(CredentialError::Field(
+                        "`header` is for secret-header and bearer credentials".into(),
+                    ));
+                }
+                let key = if self.secret_is_base64.unwrap_or(false) {
+                    Secret::from_base64(secret)?
+                } else {
+                    Secret::new(secret.as_bytes())?
+                };
+                let mut hmac =
+                    HmacCredential::with_secret(self.algorithm.unwrap_or(HmacAlgorithm::Sha256), key)
+                        .timestamp_header(self.timestamp_header.as_deref().map(header_name).transpose()?);
+                if let Some(name) = &self.signature_header {
+                    hmac = hmac.signature_header(header_name(name)?);
+                }
+                if let Some(name) = &self.message_id_header {
+                    hmac = hmac.message_id_header(header_name(name)?);
+                }
+                let default_format = if hmac.timestamp_header.is_some() {
+                    "{timestamp}.{body}"
+                } else {
+                    "{body}"
+                };
+                hmac = hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
+                if let Some(encoding) = self.encoding {
+                    hmac = hmac.encoding(encoding);
+                }
+                if let Some(prefix) = &self.prefix {
+                    hmac = hmac.prefix(prefix.clone());
+                }
+                Credential::hmac(hmac.check()?)
+            }
+            KindName::StandardWebhooks | KindName::SecretHeader | KindName::Bearer => {
+                if let Some((field, _)) = hmac_only.iter().find(|(_, set)| *set) {
+                    return Err(CredentialError::Field(format!(
+                        "`{field}` is only for hmac credentials"
+                    )));
+                }
+                match self.kind {
+                    KindName::StandardWebhooks => {
+                        if self.header.is_some() {
+                            return Err(CredentialError::Field(
+                                "`header` is for secret-header and bearer credentials".into(),
+                            ));
+                        }
+                        Credential::standard_webhooks(secret)?
+                    }
+                    KindName::SecretHeader => Credential::secret_header(
+                        header_name(self.header.as_deref().unwrap_or("x-vapi-secret"))?,
+                        secret.as_bytes(),
+                    )?,
+                    _ => Credential::bearer_in(
+                        header_name(self.header.as_deref().unwrap_or("authorization"))?,
+                        secret.as_bytes(),
+                    )?,
+                }
+            }
+        };
+        Ok(match self.not_after {
+            Some(end) => credential.not_after(end.into()),
+            None => credential,
+        })
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, CredentialError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| CredentialError::HeaderName(name.to_owned()))
+}

@@ -1,0 +1,30 @@
+//! Multi-tenant Vapi webhooks for tower and axum.
+//!
+//! One server receives Vapi server messages for many organisations: [`OrgResolveLayer`] finds
+//! the organisation a request belongs to, [`SignatureVerifyLayer`] checks it with *that*
+//! organisation's credentials, and handlers get a typed, verified event with the organisation.
+//!
+//! ```text
+//! request ─► OrgResolveLayer ─────────────► SignatureVerifyLayer ─────────► handler
+//!            body limit (413)                credentials for the org       typed event
+//!            tenant key → org (store)        any active one verifies       OrgContext
+//!            → OrgContext                    → Verified
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub mod body;
+pub mod credential;
+pub mod org;
+pub mod reject;
+pub mod resolve;
+pub mod store;
+pub mod verify;
+
+pub use crate::body::RawBody;
+pub use crate::credential::{Credential, CredentialError};
+pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
+pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
+pub use crate::store::AssistantOrgStore;
+pub use crate::verify::{SecretProvider, Verified};

@@ -1,0 +1,188 @@
+//! What the layers answer when they refuse a request.
+//!
+//! Clients learn nothing about which tenants exist: there is one uniform answer per class.
+//!
+//! | situation | status |
+//! |---|---|
+//! | body over the limit | 413 |
+//! | body is not JSON / no tenant key anywhere / body failed mid-stream | 400 |
+//! | unknown tenant, org without credentials, missing or invalid signature, stale or future timestamp | 401, identical body for all |
+//! | store or secret backend failing | 503 with `Retry-After` |
+//! | layer misconfigured | 500, the message names the missing layer |
+//!
+//! The typed [`Rejection`] travels in the response extensions for logging; the response itself
+//! comes from an [`OnReject`], [`DefaultOnReject`] unless the layer is given another one (a
+//! closure `Fn(&Rejection) -> Response<B>` works).
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Response, StatusCode};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use vapi_webhooks::reject::{DefaultOnReject, OnReject, Rejection};
+//!
+//! // A custom answer: plain text, same statuses.
+//! let plain = |rejection: &Rejection| {
+//!     Response::builder()
+//!         .status(rejection.status())
+//!         .body(Full::new(Bytes::from(rejection.status().canonical_reason().unwrap_or(""))))
+//!         .unwrap()
+//! };
+//! # fn takes<R: OnReject<Full<Bytes>>>(_: R) {}
+//! takes(plain);
+//! takes(DefaultOnReject);
+//! ```
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::BodyError;
+use crate::org::OrgId;
+use crate::resolve::ResolveError;
+use crate::verify::VerifyError;
+
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Why a layer refused a request, with the organisation when it was known.
+///
+/// Inserted into the response extensions of every rejection. Its `Display` names the reason
+/// and the org, never a secret or a body, so it is safe to log.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    org: Option<OrgId>,
+    reason: Reason,
+}
+
+/// The reason inside a [`Rejection`], one variant per layer concern.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Buffering the body failed.
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    /// Finding the organisation failed.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// Verifying the request failed.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
+impl Rejection {
+    /// Creates a rejection.
+    pub fn new(reason: impl Into<Reason>, org: Option<OrgId>) -> Self {
+        Self {
+            org,
+            reason: reason.into(),
+        }
+    }
+
+    /// The organisation the request was resolved to, if it got that far.
+    pub fn org(&self) -> Option<&OrgId> {
+        self.org.as_ref()
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
+
+    /// The HTTP status of the class this rejection belongs to.
+    pub fn status(&self) -> StatusCode {
+        match &self.reason {
+            Reason::Body(e) => e.status(),
+            Reason::Resolve(e) => e.status(),
+            Reason::Verify(e) => e.status(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.org {
+            Some(org) => write!(f, "org {org}: {}", self.reason),
+            None => fmt::Display::fmt(&self.reason, f),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.reason)
+    }
+}
+
+/// Turns a [`Rejection`] into the response the client gets.
+///
+/// Implemented by [`DefaultOnReject`] and by closures `Fn(&Rejection) -> Response<B>`. The
+/// layer adds the [`Rejection`] to the response extensions after this runs.
+pub trait OnReject<B>: Clone + Send + Sync + 'static {
+    /// Builds the response for `rejection`.
+    fn on_reject(&self, rejection: &Rejection) -> Response<B>;
+}
+
+impl<B, F> OnReject<B> for F
+where
+    F: Fn(&Rejection) -> Response<B> + Clone + Send + Sync + 'static,
+{
+    fn on_reject(&self, rejection: &Rejection) -> Response<B> {
+        self(rejection)
+    }
+}
+
+/// The default answer: a small JSON body that is the same for every rejection of a class.
+///
+/// `413 {"error":"payload too large"}`, `400 {"error":"bad request"}`,
+/// `401 {"error":"unauthorized"}`, `503 {"error":"service unavailable"}` with `Retry-After`,
+/// and for a misconfiguration `500 {"error":"<what is missing>"}`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultOnReject;
+
+impl<B: From<Bytes>> OnReject<B> for DefaultOnReject {
+    fn on_reject(&self, rejection: &Rejection) -> Response<B> {
+        let status = rejection.status();
+        let body: Bytes = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Bytes::from_static(br#"{"error":"payload too large"}"#),
+            StatusCode::BAD_REQUEST => Bytes::from_static(br#"{"error":"bad request"}"#),
+            StatusCode::UNAUTHORIZED => Bytes::from_static(br#"{"error":"unauthorized"}"#),
+            StatusCode::SERVICE_UNAVAILABLE => Bytes::from_static(br#"{"error":"service unavailable"}"#),
+            // Misconfiguration: the message is written by this crate and names the layer.
+            _ => Bytes::from(serde_json::json!({ "error": rejection.to_string() }).to_string()),
+        };
+        let mut res = Response::new(B::from(body));
+        *res.status_mut() = status;
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        res
+    }
+}
+
+/// Logs `rejection`, builds its response with `on_reject` and attaches the typed reason.
+pub(crate) fn respond<B, R: OnReject<B>>(on_reject: &R, rejection: Rejection) -> Response<B> {
+    let status = rejection.status();
+    match rejection.org() {
+        Some(org) if status.is_server_error() => {
+            tracing::warn!(org = %org, status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")
+        }
+        Some(org) => {
+            tracing::info!(org = %org, status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")
+        }
+        None if status.is_server_error() => {
+            tracing::warn!(status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")
+        }
+        None => tracing::info!(status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected"),
+    }
+    let mut res = on_reject.on_reject(&rejection);
+    res.extensions_mut().insert(rejection);
+    res
+}
