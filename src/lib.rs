@@ -26,5 +26,6 @@ pub use crate::body::RawBody;
 pub use crate::credential::{Credential, CredentialError};
 pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
-pub use crate::store::AssistantOrgStore;
+pub use crate::resolve::{OrgResolveLayer, TenantLocator};
+pub use crate::store::{AssistantOrgStore, CachedStore, InMemoryStore};
 pub use crate::verify::{SecretProvider, Verified};
