@@ -3,7 +3,7 @@
 //! [`OrgResolveLayer`] runs before signature verification:
 //!
 //! 1. it buffers the body once, within a limit (413 over it), through
-//!    [`buffer_request`](crate::body::buffer_request);
+//!    [`buffer_request`];
 //! 2. it asks its [`TenantLocator`]s, in order, for a [`TenantKey`] — by default the JSON body,
 //!    read by a cheap borrowing [`probe`];
 //! 3. it asks the [`AssistantOrgStore`] which organisation owns the key and inserts an
