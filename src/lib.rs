@@ -18,6 +18,7 @@ pub mod body;
 pub mod credential;
 pub mod org;
 pub mod reject;
+pub mod replay;
 pub mod resolve;
 pub mod store;
 pub mod verify;
