@@ -117,16 +117,22 @@ impl<'a> TenantKeys<'a> {
 
     /// The first assistant, squad or phone number id, in precedence order, with where it was.
     pub fn primary(&self) -> Option<(TenantKey, KeySource)> {
-        self.iter()
-            .find(|(_, key)| !matches!(key, TenantKey::VapiOrg(_)))
-            .map(|(path, key)| (key, KeySource::Payload(path)))
+        self.first(|kind| kind != Kind::VapiOrg)
     }
 
     /// The first Vapi org id, in precedence order, with where it was.
     pub fn vapi_org(&self) -> Option<(TenantKey, KeySource)> {
-        self.iter()
-            .find(|(_, key)| matches!(key, TenantKey::VapiOrg(_)))
-            .map(|(path, key)| (key, KeySource::Payload(path)))
+        self.first(|kind| kind == Kind::VapiOrg)
+    }
+
+    fn first(&self, wanted: impl Fn(Kind) -> bool) -> Option<(TenantKey, KeySource)> {
+        LOCATIONS
+            .iter()
+            .zip(&self.slots)
+            .find_map(|((path, kind), value)| {
+                let value = value.as_deref().filter(|_| wanted(*kind))?;
+                Some((to_key(*kind, value), KeySource::Payload(path)))
+            })
     }
 
     /// Whether no tenant field holds a value.
