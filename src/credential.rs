@@ -219,7 +219,10 @@ pub struct HmacCredential {
 
 impl HmacCredential {
     /// A credential with Vapi's defaults and this raw secret.
-    pub fn new(algorithm: HmacAlgorithm, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn new(
+        algorithm: HmacAlgorithm,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self::with_secret(algorithm, Secret::new(secret)?))
     }
 
@@ -400,7 +403,10 @@ impl Credential {
     /// Vapi's default HMAC credential: `x-signature` / `x-timestamp`, `{timestamp}.{body}`,
     /// hex HMAC-SHA256.
     pub fn vapi_hmac(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
-        Ok(Self::hmac(HmacCredential::new(HmacAlgorithm::Sha256, secret)?))
+        Ok(Self::hmac(HmacCredential::new(
+            HmacAlgorithm::Sha256,
+            secret,
+        )?))
     }
 
     /// The widely documented `x-vapi-signature` / `x-vapi-timestamp` scheme:
@@ -430,7 +436,10 @@ impl Credential {
     }
 
     /// A shared secret in `header`, e.g. `x-vapi-secret`.
-    pub fn secret_header(header: HeaderName, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn secret_header(
+        header: HeaderName,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self {
             kind: CredentialKind::SecretHeader(HeaderSecret {
                 header,
@@ -446,7 +455,10 @@ impl Credential {
     }
 
     /// `<header>: Bearer <token>`.
-    pub fn bearer_in(header: HeaderName, token: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn bearer_in(
+        header: HeaderName,
+        token: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self {
             kind: CredentialKind::Bearer(HeaderSecret {
                 header,
@@ -620,9 +632,16 @@ impl CredentialConfig {
                 } else {
                     Secret::new(secret.as_bytes())?
                 };
-                let mut hmac =
-                    HmacCredential::with_secret(self.algorithm.unwrap_or(HmacAlgorithm::Sha256), key)
-                        .timestamp_header(self.timestamp_header.as_deref().map(header_name).transpose()?);
+                let mut hmac = HmacCredential::with_secret(
+                    self.algorithm.unwrap_or(HmacAlgorithm::Sha256),
+                    key,
+                )
+                .timestamp_header(
+                    self.timestamp_header
+                        .as_deref()
+                        .map(header_name)
+                        .transpose()?,
+                );
                 if let Some(name) = &self.signature_header {
                     hmac = hmac.signature_header(header_name(name)?);
                 }
@@ -634,7 +653,8 @@ impl CredentialConfig {
                 } else {
                     "{body}"
                 };
-                hmac = hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
+                hmac =
+                    hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
                 if let Some(encoding) = self.encoding {
                     hmac = hmac.encoding(encoding);
                 }
@@ -677,5 +697,6 @@ impl CredentialConfig {
 }
 
 fn header_name(name: &str) -> Result<HeaderName, CredentialError> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| CredentialError::HeaderName(name.to_owned()))
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| CredentialError::HeaderName(name.to_owned()))
 }

@@ -16,15 +16,22 @@
 
 pub mod body;
 pub mod credential;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod org;
 pub mod reject;
 pub mod resolve;
 pub mod store;
+pub mod vapi;
 pub mod verify;
 
 pub use crate::body::RawBody;
 pub use crate::credential::{Credential, CredentialError};
+#[cfg(feature = "axum")]
+pub use crate::extract::{Org, ToolCallsEvent, VapiEvent};
 pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
 pub use crate::store::AssistantOrgStore;
+pub use crate::vapi::{Envelope, ServerMessage};
 pub use crate::verify::{SecretProvider, Verified};
