@@ -21,6 +21,7 @@ pub mod credential;
 pub mod extract;
 pub mod org;
 pub mod reject;
+pub mod replay;
 pub mod resolve;
 pub mod store;
 pub mod vapi;
