@@ -255,3 +255,173 @@ impl<S: Send + Sync> FromRequestParts<S> for Org {
             .ok_or(ExtractRejection::MissingOrgContext)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::org::{KeySource, OrgId, TenantKey};
+
+    const TOOL_CALLS: &[u8] = br#"{"message":{"type":"tool-calls","toolCallList":[
+        {"id":"t1","type":"function","function":{"name":"lookup","arguments":{"q":"x"}}}]}}"#;
+
+    fn parts(verified: bool, body: Option<&'static [u8]>) -> Parts {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        if verified {
+            parts.extensions.insert(Verified { org: None });
+        }
+        if let Some(body) = body {
+            parts.extensions.insert(RawBody(Bytes::from_static(body)));
+        }
+        parts
+    }
+
+    async fn body_text(rejection: ExtractRejection) -> (StatusCode, String) {
+        let res = rejection.into_response();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn unverified_request_is_a_500_naming_the_verify_layer() {
+        // A perfectly good body, but nobody verified it.
+        let mut p = parts(false, Some(TOOL_CALLS));
+        let err = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExtractRejection::NotVerified);
+        let (status, text) = body_text(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("SignatureVerifyLayer"), "{text}");
+
+        let err = <ToolCallsEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExtractRejection::NotVerified);
+        let err = <ToolCallsEvent as OptionalFromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExtractRejection::NotVerified);
+
+        // Org needs the marker too, even when an OrgContext is present.
+        let org = OrgContext::new(
+            OrgId::new(uuid::Uuid::nil()),
+            TenantKey::Assistant("a1".into()),
+            KeySource::Payload("message.call.assistantId"),
+        );
+        p.extensions.insert(org);
+        let err = <Org as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExtractRejection::NotVerified);
+        // Nothing was parsed or cached for an unverified request.
+        assert!(p.extensions.get::<Parsed>().is_none());
+    }
+
+    #[tokio::test]
+    async fn org_without_org_context_is_a_500_naming_the_resolve_layer() {
+        let mut p = parts(true, Some(TOOL_CALLS));
+        let err = <Org as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        let (status, text) = body_text(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("OrgResolveLayer"), "{text}");
+
+        let ctx = OrgContext::new(
+            OrgId::new(uuid::Uuid::from_u128(7)),
+            TenantKey::PhoneNumber("p1".into()),
+            KeySource::Path,
+        );
+        p.extensions.insert(ctx.clone());
+        let Org(got) = <Org as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap();
+        assert_eq!(got, ctx);
+    }
+
+    #[tokio::test]
+    async fn verified_without_raw_body_is_a_500() {
+        let mut p = parts(true, None);
+        let err = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        assert_eq!(err, ExtractRejection::MissingRawBody);
+        let (status, text) = body_text(err).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("RawBody"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn verified_bad_body_is_a_400_with_the_field_path() {
+        let mut p = parts(
+            true,
+            Some(br#"{"message":{"type":"status-update","call":{"id":42}}}"#),
+        );
+        let err = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        let (status, text) = body_text(err).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            text.starts_with("invalid Vapi message at `message.call.id`: invalid type"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn parses_once_per_request() {
+        let mut p = parts(true, Some(TOOL_CALLS));
+        let first = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap();
+        assert_eq!(first.type_name(), "tool-calls");
+        // Garbage in place of the body: a second parse would fail.
+        p.extensions
+            .insert(RawBody(Bytes::from_static(b"not json")));
+        let second = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first.0, &second.0));
+        let calls = <ToolCallsEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(calls.message(), &first.0));
+        assert_eq!(calls.calls()[0].id, "t1");
+        assert_eq!(calls.calls()[0].arguments.get(), r#"{"q":"x"}"#);
+    }
+
+    #[tokio::test]
+    async fn tool_calls_extractor_on_another_type() {
+        let body: &[u8] = br#"{"message":{"type":"status-update","status":"ended"}}"#;
+        let mut p = parts(true, Some(body));
+        let err = <ToolCallsEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ExtractRejection::UnexpectedType {
+                expected: "tool-calls",
+                found: "status-update".into()
+            }
+        );
+        let (status, text) = body_text(err).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(text, "expected a `tool-calls` message, got `status-update`");
+
+        let none =
+            <ToolCallsEvent as OptionalFromRequestParts<()>>::from_request_parts(&mut p, &())
+                .await
+                .unwrap();
+        assert!(none.is_none());
+        let mut p = parts(true, Some(TOOL_CALLS));
+        let some =
+            <ToolCallsEvent as OptionalFromRequestParts<()>>::from_request_parts(&mut p, &())
+                .await
+                .unwrap();
+        assert_eq!(some.unwrap().calls().len(), 1);
+    }
+}
