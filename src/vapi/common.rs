@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 /// Used for large or open-ended parts (assistant configurations, squads, tool servers) that
 /// would cost time to type and that often echo secrets. Its `Debug` prints only the size, never
 /// the content; read it with [`RawJson::get`] or [`RawJson::parse`], and log it through
-/// [`redact`](crate::vapi::redact) if at all.
+/// [`redact`](crate::vapi::redact()) if at all.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RawJson(Box<RawValue>);
