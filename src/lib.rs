@@ -20,6 +20,9 @@ pub mod org;
 pub mod reject;
 pub mod resolve;
 pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod verify;
 
 pub use crate::body::RawBody;
@@ -27,4 +30,4 @@ pub use crate::credential::{Credential, CredentialError};
 pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
 pub use crate::store::AssistantOrgStore;
-pub use crate::verify::{SecretProvider, Verified};
+pub use crate::verify::{SecretProvider, SignatureVerifyLayer, SingleTenant, Verified};
