@@ -219,7 +219,7 @@ pub struct HmacCredential {
     pub(crate) prefix: String,
     /// The MAC keyed once at build time and cloned per request: a credential is built once and
     /// used for many requests, so the key schedule is not redone each time.
-    keyed: KeyedMac,
+    keyed: Arc<KeyedMac>,
 }
 
 /// An HMAC already keyed with a credential's secret.
@@ -284,7 +284,10 @@ impl HmacAlgorithm {
 
 impl HmacCredential {
     /// A credential with Vapi's defaults and this raw secret.
-    pub fn new(algorithm: HmacAlgorithm, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn new(
+        algorithm: HmacAlgorithm,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self::with_secret(algorithm, Secret::new(secret)?))
     }
 
@@ -293,7 +296,7 @@ impl HmacCredential {
     pub fn with_secret(algorithm: HmacAlgorithm, secret: Secret) -> Self {
         Self {
             algorithm,
-            keyed: KeyedMac::new(algorithm, secret.expose()),
+            keyed: Arc::new(KeyedMac::new(algorithm, secret.expose())),
             secret,
             signature_header: HeaderName::from_static("x-signature"),
             timestamp_header: Some(HeaderName::from_static("x-timestamp")),
@@ -390,7 +393,7 @@ impl HmacCredential {
     /// The raw MAC of the payload the template builds from `inputs`, fed part by part (the body
     /// is never copied), or `None` when the template needs a value the request lacks.
     pub(crate) fn mac(&self, inputs: &PayloadInputs<'_>) -> Option<Vec<u8>> {
-        let mut mac = self.keyed.clone();
+        let mut mac = KeyedMac::clone(&self.keyed);
         for part in self.payload_format.parts() {
             let bytes = match part {
                 PayloadPart::Literal(text) => text.as_bytes(),
@@ -502,7 +505,10 @@ impl Credential {
     /// Vapi's default HMAC credential: `x-signature` / `x-timestamp`, `{timestamp}.{body}`,
     /// hex HMAC-SHA256.
     pub fn vapi_hmac(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
-        Ok(Self::hmac(HmacCredential::new(HmacAlgorithm::Sha256, secret)?))
+        Ok(Self::hmac(HmacCredential::new(
+            HmacAlgorithm::Sha256,
+            secret,
+        )?))
     }
 
     /// The widely documented `x-vapi-signature` / `x-vapi-timestamp` scheme:
@@ -532,7 +538,10 @@ impl Credential {
     }
 
     /// A shared secret in `header`, e.g. `x-vapi-secret`.
-    pub fn secret_header(header: HeaderName, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn secret_header(
+        header: HeaderName,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self {
             kind: CredentialKind::SecretHeader(HeaderSecret::new(header, Secret::new(secret)?)),
             not_after: None,
@@ -545,7 +554,10 @@ impl Credential {
     }
 
     /// `<header>: Bearer <token>`.
-    pub fn bearer_in(header: HeaderName, token: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn bearer_in(
+        header: HeaderName,
+        token: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self {
             kind: CredentialKind::Bearer(HeaderSecret::new(header, Secret::new(token)?)),
             not_after: None,
@@ -716,9 +728,16 @@ impl CredentialConfig {
                 } else {
                     Secret::new(secret.as_bytes())?
                 };
-                let mut hmac =
-                    HmacCredential::with_secret(self.algorithm.unwrap_or(HmacAlgorithm::Sha256), key)
-                        .timestamp_header(self.timestamp_header.as_deref().map(header_name).transpose()?);
+                let mut hmac = HmacCredential::with_secret(
+                    self.algorithm.unwrap_or(HmacAlgorithm::Sha256),
+                    key,
+                )
+                .timestamp_header(
+                    self.timestamp_header
+                        .as_deref()
+                        .map(header_name)
+                        .transpose()?,
+                );
                 if let Some(name) = &self.signature_header {
                     hmac = hmac.signature_header(header_name(name)?);
                 }
@@ -730,7 +749,8 @@ impl CredentialConfig {
                 } else {
                     "{body}"
                 };
-                hmac = hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
+                hmac =
+                    hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
                 if let Some(encoding) = self.encoding {
                     hmac = hmac.encoding(encoding);
                 }
@@ -773,5 +793,6 @@ impl CredentialConfig {
 }
 
 fn header_name(name: &str) -> Result<HeaderName, CredentialError> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| CredentialError::HeaderName(name.to_owned()))
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| CredentialError::HeaderName(name.to_owned()))
 }

@@ -203,8 +203,12 @@ fn header_value(bytes: Vec<u8>) -> HeaderValue {
 
 fn secret_value(secret: &HeaderSecret, scheme: &[u8]) -> HeaderValue {
     let value = [scheme, secret.secret().expose()].concat();
-    let mut value = HeaderValue::from_bytes(&value)
-        .unwrap_or_else(|_| panic!("the secret for `{}` is not a valid header value", secret.header()));
+    let mut value = HeaderValue::from_bytes(&value).unwrap_or_else(|_| {
+        panic!(
+            "the secret for `{}` is not a valid header value",
+            secret.header()
+        )
+    });
     value.set_sensitive(true);
     value
 }
@@ -215,5 +219,8 @@ fn generate_message_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
-    format!("msg_{nanos:x}_{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "msg_{nanos:x}_{:x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

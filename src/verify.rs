@@ -120,7 +120,7 @@ const AUTO_MILLIS_FROM: i64 = 100_000_000_000;
 /// Async and object-safe: use it as `Arc<dyn SecretProvider>` or as a concrete type.
 #[async_trait::async_trait]
 pub trait SecretProvider: Send + Sync + 'static {
-    /// The credentials of `org`; `None` when no [`OrgContext`](crate::OrgContext) is present
+    /// The credentials of `org`; `None` when no [`OrgContext`] is present
     /// (single-tenant use). A provider that needs an org answers
     /// [`SecretError::OrgRequired`] to `None`.
     async fn credentials(&self, org: Option<&OrgId>) -> Result<Credentials, SecretError>;
@@ -353,7 +353,7 @@ impl<P: ?Sized, R> SignatureVerifyLayer<P, R> {
     }
 
     /// The body limit in bytes (413 above it). Default
-    /// [`DEFAULT_BODY_LIMIT`](crate::body::DEFAULT_BODY_LIMIT). Ignored when an earlier layer
+    /// [`DEFAULT_BODY_LIMIT`]. Ignored when an earlier layer
     /// already buffered the body.
     pub fn body_limit(mut self, limit: usize) -> Self {
         Arc::make_mut(&mut self.config).body_limit = limit;
@@ -471,7 +471,8 @@ where
         let on_reject = self.on_reject.clone();
         let future = async move {
             let org = req.extensions().get::<OrgContext>().map(|ctx| ctx.org_id);
-            let reject = |reason: crate::reject::Reason| respond(&on_reject, Rejection::new(reason, org));
+            let reject =
+                |reason: crate::reject::Reason| respond(&on_reject, Rejection::new(reason, org));
             let (mut req, body) = match buffer_request(req, config.body_limit).await {
                 Ok(buffered) => buffered,
                 Err(err) => return Ok(reject(err.into())),
@@ -531,8 +532,12 @@ fn verify_request<B>(
     for credential in credentials.iter().filter(|c| c.is_active(now)) {
         let outcome = match credential.kind() {
             CredentialKind::Hmac(hmac) => verify_hmac(hmac, req, body, now, config),
-            CredentialKind::SecretHeader(secret) => verify_header_secret(secret, req.headers(), None),
-            CredentialKind::Bearer(secret) => verify_header_secret(secret, req.headers(), Some("bearer")),
+            CredentialKind::SecretHeader(secret) => {
+                verify_header_secret(secret, req.headers(), None)
+            }
+            CredentialKind::Bearer(secret) => {
+                verify_header_secret(secret, req.headers(), Some("bearer"))
+            }
         };
         match outcome {
             Ok(()) => return Ok(()),
@@ -584,7 +589,10 @@ fn verify_hmac<B>(
         None
     };
     let url = if format.uses(&PayloadPart::Url) {
-        Some(request_url(req.uri(), headers, config.public_url.as_deref()).ok_or(VerifyError::UnknownUrl)?)
+        Some(
+            request_url(req.uri(), headers, config.public_url.as_deref())
+                .ok_or(VerifyError::UnknownUrl)?,
+        )
     } else {
         None
     };
@@ -607,7 +615,9 @@ fn verify_hmac<B>(
         .take(MAX_SIGNATURE_CANDIDATES);
     let mut matched = false;
     for candidate in candidates {
-        if let Some(decoded) = decode_signature(candidate, hmac.signature_encoding(), expected.len()) {
+        if let Some(decoded) =
+            decode_signature(candidate, hmac.signature_encoding(), expected.len())
+        {
             // Try every candidate: the work does not depend on which one matches.
             matched |= bool::from(decoded.ct_eq(&expected));
         }
@@ -635,7 +645,8 @@ fn decode_signature(token: &[u8], encoding: SignatureEncoding, len: usize) -> Op
             // Padded or not: the decoded bytes are what is compared.
             const LENIENT: GeneralPurpose = GeneralPurpose::new(
                 &base64::alphabet::STANDARD,
-                GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+                GeneralPurposeConfig::new()
+                    .with_decode_padding_mode(DecodePaddingMode::Indifferent),
             );
             if token.len() > len.div_ceil(3) * 4 {
                 return None;
@@ -662,7 +673,9 @@ fn verify_header_secret(
             let (given, token) = value
                 .split_at_checked(scheme.len())
                 .ok_or(VerifyError::InvalidSignature)?;
-            let token = token.strip_prefix(b" ").ok_or(VerifyError::InvalidSignature)?;
+            let token = token
+                .strip_prefix(b" ")
+                .ok_or(VerifyError::InvalidSignature)?;
             if !given.eq_ignore_ascii_case(scheme.as_bytes()) {
                 return Err(VerifyError::InvalidSignature);
             }
@@ -731,7 +744,9 @@ fn unix_seconds(now: SystemTime) -> Option<i64> {
 fn unix_millis(now: SystemTime) -> Option<i64> {
     match now.duration_since(UNIX_EPOCH) {
         Ok(since) => i64::try_from(since.as_millis()).ok(),
-        Err(before) => i64::try_from(before.duration().as_millis()).ok().map(|ms| -ms),
+        Err(before) => i64::try_from(before.duration().as_millis())
+            .ok()
+            .map(|ms| -ms),
     }
 }
 
@@ -772,7 +787,12 @@ mod tests {
             b"-9223372036854775808",
             b"99999999999999999999999",
         ] {
-            assert_eq!(parse_timestamp(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                parse_timestamp(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -791,10 +811,20 @@ mod tests {
             assert_eq!(in_window(ts, now, tol, TimestampUnit::Auto), ok, "{ts}");
         }
         assert!(in_window(1_700_000_000_000, now, tol, TimestampUnit::Auto));
-        assert!(!in_window(1_700_000_000_000, now, tol, TimestampUnit::Seconds));
+        assert!(!in_window(
+            1_700_000_000_000,
+            now,
+            tol,
+            TimestampUnit::Seconds
+        ));
         assert!(!in_window(1_700_000_000, now, tol, TimestampUnit::Millis));
         // Checked arithmetic: a clock before the epoch minus i64::MAX overflows, and is a "no".
         let before_epoch = UNIX_EPOCH - Duration::from_secs(1_000);
-        assert!(!in_window(i64::MAX, before_epoch, Duration::MAX, TimestampUnit::Millis));
+        assert!(!in_window(
+            i64::MAX,
+            before_epoch,
+            Duration::MAX,
+            TimestampUnit::Millis
+        ));
     }
 }

@@ -89,24 +89,29 @@ type Handled = (
 fn untouchable_service() -> Handled {
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    let service = ServiceBuilder::new()
-        .layer(layer())
-        .service_fn(move |req: Request<Untouchable>| {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                assert!(req.extensions().get::<Verified>().is_some());
-                let raw = req.extensions().get::<RawBody>().unwrap().0.clone();
-                Ok::<_, Infallible>(Response::new(Full::new(raw)))
-            }
-        });
+    let service =
+        ServiceBuilder::new()
+            .layer(layer())
+            .service_fn(move |req: Request<Untouchable>| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    assert!(req.extensions().get::<Verified>().is_some());
+                    let raw = req.extensions().get::<RawBody>().unwrap().0.clone();
+                    Ok::<_, Infallible>(Response::new(Full::new(raw)))
+                }
+            });
     (tower::util::BoxCloneService::new(service), runs)
 }
 
 async fn parts(res: Response<Full<Bytes>>) -> (StatusCode, Bytes, Option<Rejection>) {
     let (parts, body) = res.into_parts();
     let bytes = body.collect().await.unwrap().to_bytes();
-    (parts.status, bytes, parts.extensions.get::<Rejection>().cloned())
+    (
+        parts.status,
+        bytes,
+        parts.extensions.get::<Rejection>().cloned(),
+    )
 }
 
 #[tokio::test]
@@ -159,7 +164,8 @@ async fn an_already_buffered_request_is_not_read_again() {
     let mut req = Request::post("/hook")
         .body(Untouchable::Panics { exact_size: None })
         .unwrap();
-    req.extensions_mut().insert(RawBody(Bytes::from_static(BODY)));
+    req.extensions_mut()
+        .insert(RawBody(Bytes::from_static(BODY)));
     req.headers_mut().extend(signed(BODY));
     let (status, echoed, rejection) = parts(service.clone().oneshot(req).await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{rejection:?}");
@@ -170,7 +176,8 @@ async fn an_already_buffered_request_is_not_read_again() {
     let mut req = Request::post("/hook")
         .body(Untouchable::Panics { exact_size: None })
         .unwrap();
-    req.extensions_mut().insert(RawBody(Bytes::from_static(b"{}")));
+    req.extensions_mut()
+        .insert(RawBody(Bytes::from_static(b"{}")));
     req.headers_mut().extend(signed(BODY));
     let (status, _, _) = parts(service.oneshot(req).await.unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -232,7 +239,10 @@ async fn a_body_failing_mid_stream_is_400_not_500() {
     let res = router.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let rejection = res.extensions().get::<Rejection>().cloned().unwrap();
-    assert!(matches!(rejection.reason(), Reason::Body(BodyError::Read(_))));
+    assert!(matches!(
+        rejection.reason(),
+        Reason::Body(BodyError::Read(_))
+    ));
     assert_eq!(
         res.into_body().collect().await.unwrap().to_bytes(),
         &br#"{"error":"bad request"}"#[..]
@@ -243,7 +253,11 @@ async fn a_body_failing_mid_stream_is_400_not_500() {
 #[tokio::test]
 async fn a_streamed_body_within_the_limit_reaches_the_handler_whole() {
     let (router, runs) = axum_app();
-    let chunks = stream::iter(BODY.chunks(7).map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c))).collect::<Vec<_>>());
+    let chunks = stream::iter(
+        BODY.chunks(7)
+            .map(|c| Ok::<_, std::io::Error>(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    );
     let mut req = Request::post("/hook")
         .body(Body::from_stream(chunks))
         .unwrap();
