@@ -99,7 +99,7 @@ use crate::credential::{
     SignatureEncoding,
 };
 use crate::org::{OrgContext, OrgId};
-use crate::reject::{DefaultOnReject, OnReject, Rejection, respond};
+use crate::reject::{DefaultOnReject, OnReject, Reason, Rejection, respond};
 
 /// An organisation's credentials, cheap to clone.
 pub type Credentials = Arc<[Credential]>;
@@ -471,8 +471,7 @@ where
         let on_reject = self.on_reject.clone();
         let future = async move {
             let org = req.extensions().get::<OrgContext>().map(|ctx| ctx.org_id);
-            let reject =
-                |reason: crate::reject::Reason| respond(&on_reject, Rejection::new(reason, org));
+            let reject = |reason: Reason| respond(&on_reject, Rejection::new(reason, org));
             let (mut req, body) = match buffer_request(req, config.body_limit).await {
                 Ok(buffered) => buffered,
                 Err(err) => return Ok(reject(err.into())),
