@@ -24,6 +24,9 @@ pub mod reject;
 pub mod replay;
 pub mod resolve;
 pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod vapi;
 pub mod verify;
 
@@ -35,4 +38,4 @@ pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
 pub use crate::store::AssistantOrgStore;
 pub use crate::vapi::{Envelope, ServerMessage};
-pub use crate::verify::{SecretProvider, Verified};
+pub use crate::verify::{SecretProvider, SignatureVerifyLayer, SingleTenant, Verified};
