@@ -17,6 +17,9 @@
 pub mod body;
 pub mod credential;
 pub mod org;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres;
 pub mod reject;
 pub mod resolve;
 pub mod store;
