@@ -13,8 +13,8 @@ use uuid::Uuid;
 use vapi_webhooks::credential::{CredentialConfig, KindName, SecretString};
 use vapi_webhooks::postgres::sqlx::{self, PgPool};
 use vapi_webhooks::postgres::{
-    AdminError, EncryptionKey, MigrateError, PgStore, RoleCheck, RoleError, RoleProblem, begin_org_tx,
-    check_role, migrate, rotate_encryption_key,
+    AdminError, EncryptionKey, MigrateError, PgStore, RoleCheck, RoleError, RoleProblem,
+    begin_org_tx, check_role, migrate, rotate_encryption_key,
 };
 use vapi_webhooks::verify::{SecretError, SecretProvider};
 use vapi_webhooks::{AssistantOrgStore, OrgId, TenantKey};
@@ -31,19 +31,23 @@ macro_rules! db {
 async fn insert(pool: &PgPool, table: &str, org: OrgId, body: &str) -> Uuid {
     let id = Uuid::new_v4();
     let mut tx = begin_org_tx(pool, org).await.unwrap();
-    sqlx::query(&format!("INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, $3)"))
-        .bind(id)
-        .bind(org.as_uuid())
-        .bind(body)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, $3)"
+    ))
+    .bind(id)
+    .bind(org.as_uuid())
+    .bind(body)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     id
 }
 
 fn sqlstate(err: &sqlx::Error) -> Option<String> {
-    err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned())
+    err.as_database_error()
+        .and_then(|e| e.code())
+        .map(|c| c.into_owned())
 }
 
 fn hmac(secret: &str) -> CredentialConfig {
@@ -95,12 +99,23 @@ async fn migrate_is_idempotent_and_concurrent() {
 
     // A database migrated by a newer crate is refused, and the refusal changes nothing.
     let fresh = db.fresh_database().await;
-    sqlx::query("INSERT INTO vapi_webhooks.schema_migrations (version, name) VALUES (99, 'future')")
-        .execute(&fresh.admin)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO vapi_webhooks.schema_migrations (version, name) VALUES (99, 'future')",
+    )
+    .execute(&fresh.admin)
+    .await
+    .unwrap();
     let err = migrate(&fresh.admin).await.unwrap_err();
-    assert!(matches!(err, MigrateError::NewerSchema { found: 99, known: 1 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            MigrateError::NewerSchema {
+                found: 99,
+                known: 1
+            }
+        ),
+        "{err:?}"
+    );
     fresh.drop_database(&db).await;
 }
 
@@ -115,13 +130,15 @@ async fn org_transactions_are_isolated_on_one_connection() {
     let mut tx = begin_org_tx(&pool, a).await.unwrap();
     assert_eq!(tx.org_id(), a);
     for body in ["a1", "a2"] {
-        sqlx::query(&format!("INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, $3)"))
-            .bind(Uuid::new_v4())
-            .bind(a.as_uuid())
-            .bind(body)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, $3)"
+        ))
+        .bind(Uuid::new_v4())
+        .bind(a.as_uuid())
+        .bind(body)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     }
     tx.commit().await.unwrap();
 
@@ -181,12 +198,14 @@ async fn cross_tenant_writes_are_refused() {
 
     // INSERT of a row for B from A's transaction: refused by WITH CHECK (42501).
     let mut tx = begin_org_tx(&pool, a).await.unwrap();
-    let err = sqlx::query(&format!("INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, 'x')"))
-        .bind(Uuid::new_v4())
-        .bind(b.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .unwrap_err();
+    let err = sqlx::query(&format!(
+        "INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, 'x')"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(b.as_uuid())
+    .execute(&mut *tx)
+    .await
+    .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");
     tx.rollback().await.unwrap();
 
@@ -203,11 +222,13 @@ async fn cross_tenant_writes_are_refused() {
 
     // UPDATE / DELETE of B's row from A's transaction: the row is not there for A.
     let mut tx = begin_org_tx(&pool, a).await.unwrap();
-    let updated = sqlx::query(&format!("UPDATE {table} SET body = 'hijacked' WHERE id = $1"))
-        .bind(b_row)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let updated = sqlx::query(&format!(
+        "UPDATE {table} SET body = 'hijacked' WHERE id = $1"
+    ))
+    .bind(b_row)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     assert_eq!(updated.rows_affected(), 0);
     let deleted = sqlx::query(&format!("DELETE FROM {table}"))
         .execute(&mut *tx)
@@ -217,12 +238,14 @@ async fn cross_tenant_writes_are_refused() {
     tx.commit().await.unwrap();
 
     // Without an org: no write at all.
-    let err = sqlx::query(&format!("INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, 'x')"))
-        .bind(Uuid::new_v4())
-        .bind(b.as_uuid())
-        .execute(&pool)
-        .await
-        .unwrap_err();
+    let err = sqlx::query(&format!(
+        "INSERT INTO {table} (id, org_id, body) VALUES ($1, $2, 'x')"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(b.as_uuid())
+    .execute(&pool)
+    .await
+    .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");
 
     // B's row is intact.
@@ -246,17 +269,19 @@ async fn other_orgs_rows_are_unreachable_without_any_filter() {
 
     let mut tx = begin_org_tx(&pool, a).await.unwrap();
     // No WHERE at all: only A's row.
-    let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(&format!("SELECT id, org_id, body FROM {table}"))
-        .fetch_all(&mut *tx)
-        .await
-        .unwrap();
+    let rows: Vec<(Uuid, Uuid, String)> =
+        sqlx::query_as(&format!("SELECT id, org_id, body FROM {table}"))
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
     assert_eq!(rows, vec![(a_row, *a.as_uuid(), "mine".to_owned())]);
     // Even by B's primary key.
-    let by_id: Option<String> = sqlx::query_scalar(&format!("SELECT body FROM {table} WHERE id = $1"))
-        .bind(b_row)
-        .fetch_optional(&mut *tx)
-        .await
-        .unwrap();
+    let by_id: Option<String> =
+        sqlx::query_scalar(&format!("SELECT body FROM {table} WHERE id = $1"))
+            .bind(b_row)
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
     assert_eq!(by_id, None);
     // The setting cannot be "widened" from inside: another org id just shows that org's rows,
     // which is why the application must never let request data reach set_config.
@@ -280,7 +305,10 @@ async fn secrets_are_encrypted_at_rest() {
         format!("hdr-{}", Uuid::new_v4()),
     ];
     let mut ids = vec![store.add_credential(org, &hmac(&secrets[0])).await.unwrap()];
-    let header = CredentialConfig::new(KindName::SecretHeader, SecretString::new(secrets[1].clone()).unwrap());
+    let header = CredentialConfig::new(
+        KindName::SecretHeader,
+        SecretString::new(secrets[1].clone()).unwrap(),
+    );
     ids.push(store.add_credential(org, &header).await.unwrap());
 
     // Every column of the rows, as the superuser: the ciphertext and the whole row text.
@@ -297,7 +325,10 @@ async fn secrets_are_encrypted_at_rest() {
         assert_eq!(nonce.len(), 12);
         for secret in &secrets {
             let s = secret.as_bytes();
-            assert!(!ciphertext.windows(s.len()).any(|w| w == s), "plaintext in ciphertext");
+            assert!(
+                !ciphertext.windows(s.len()).any(|w| w == s),
+                "plaintext in ciphertext"
+            );
             assert!(!row.contains(secret.as_str()), "plaintext in row: {row}");
             assert!(!row.contains(&hex::encode(s)), "hex plaintext in row");
         }
@@ -327,7 +358,10 @@ async fn wrong_encryption_key_verifies_nothing() {
     let pool = db.app_pool(2).await;
     let right = PgStore::new(pool.clone(), EncryptionKey::generate());
     let org = org();
-    right.add_credential(org, &hmac("right-key-secret")).await.unwrap();
+    right
+        .add_credential(org, &hmac("right-key-secret"))
+        .await
+        .unwrap();
     assert_eq!(right.credentials(Some(&org)).await.unwrap().len(), 1);
 
     // Another key: the credential is skipped (no error, no 500), so nothing verifies.
@@ -384,8 +418,14 @@ async fn rotation_through_not_after() {
     let db = db!("rotation_through_not_after");
     let store = PgStore::new(db.app_pool(2).await, EncryptionKey::generate());
     let org = org();
-    let old = store.add_credential(org, &hmac("old-secret")).await.unwrap();
-    let new = store.add_credential(org, &hmac("new-secret")).await.unwrap();
+    let old = store
+        .add_credential(org, &hmac("old-secret"))
+        .await
+        .unwrap();
+    let new = store
+        .add_credential(org, &hmac("new-secret"))
+        .await
+        .unwrap();
     let secrets = |creds: &[vapi_webhooks::Credential]| {
         let mut s: Vec<Vec<u8>> = creds.iter().map(store_suite::secret_of).collect();
         s.sort();
@@ -399,23 +439,42 @@ async fn rotation_through_not_after() {
     // Rotating out: old valid for another hour — both verify, and the expiry travels along.
     let in_an_hour = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
     let in_an_hour = in_an_hour.replace_nanosecond(0).unwrap();
-    assert!(store.expire_credential(org, old, Some(in_an_hour)).await.unwrap());
+    assert!(
+        store
+            .expire_credential(org, old, Some(in_an_hour))
+            .await
+            .unwrap()
+    );
     let creds = store.credentials(Some(&org)).await.unwrap();
-    assert_eq!(secrets(&creds), [b"new-secret".to_vec(), b"old-secret".to_vec()]);
-    let old_cred = creds.iter().find(|c| store_suite::secret_of(c) == b"old-secret").unwrap();
+    assert_eq!(
+        secrets(&creds),
+        [b"new-secret".to_vec(), b"old-secret".to_vec()]
+    );
+    let old_cred = creds
+        .iter()
+        .find(|c| store_suite::secret_of(c) == b"old-secret")
+        .unwrap();
     assert_eq!(old_cred.expires(), Some(SystemTime::from(in_an_hour)));
 
     // Expired: only the new one.
     let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
     assert!(store.expire_credential(org, old, Some(past)).await.unwrap());
-    assert_eq!(secrets(&store.credentials(Some(&org)).await.unwrap()), [b"new-secret".to_vec()]);
+    assert_eq!(
+        secrets(&store.credentials(Some(&org)).await.unwrap()),
+        [b"new-secret".to_vec()]
+    );
     // Still listed for the admin, with its expiry.
     let listed = store.list_credentials(org).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().any(|c| c.id == old && c.not_after.is_some()));
 
     // Another org cannot expire or remove it.
-    assert!(!store.expire_credential(pg::org(), new, Some(past)).await.unwrap());
+    assert!(
+        !store
+            .expire_credential(pg::org(), new, Some(past))
+            .await
+            .unwrap()
+    );
     assert!(!store.remove_credential(pg::org(), new).await.unwrap());
     // Removing: gone.
     assert!(store.remove_credential(org, new).await.unwrap());
@@ -442,7 +501,10 @@ async fn tenant_keys_admin() {
     // An invalid credential is refused before anything is stored.
     let mut bad = hmac("s");
     bad.header = Some("x-not-for-hmac".into());
-    assert!(matches!(store.add_credential(a, &bad).await, Err(AdminError::Credential(_))));
+    assert!(matches!(
+        store.add_credential(a, &bad).await,
+        Err(AdminError::Credential(_))
+    ));
     assert!(store.list_credentials(a).await.unwrap().is_empty());
 }
 
@@ -455,14 +517,24 @@ async fn encryption_key_rotation() {
     let (old_key, new_key) = (EncryptionKey::generate(), EncryptionKey::generate());
     let old_store = PgStore::new(pool.clone(), old_key.clone());
     let (a, b) = (org(), org());
-    old_store.add_credential(a, &hmac("a-secret")).await.unwrap();
-    old_store.add_credential(b, &hmac("b-secret")).await.unwrap();
+    old_store
+        .add_credential(a, &hmac("a-secret"))
+        .await
+        .unwrap();
+    old_store
+        .add_credential(b, &hmac("b-secret"))
+        .await
+        .unwrap();
 
     // During the rotation: new key current, old key readable.
     let both = PgStore::new(pool.clone(), new_key.clone()).with_previous_key(old_key.clone());
     both.add_credential(a, &hmac("a-second")).await.unwrap();
     assert_eq!(both.credentials(Some(&a)).await.unwrap().len(), 2);
-    assert_eq!(old_store.credentials(Some(&a)).await.unwrap().len(), 1, "old key reads only its own");
+    assert_eq!(
+        old_store.credentials(Some(&a)).await.unwrap().len(),
+        1,
+        "old key reads only its own"
+    );
 
     // A wrong "old" key: refused, nothing changed.
     let err = rotate_encryption_key(&db.admin, &[EncryptionKey::generate()], &new_key)
@@ -472,8 +544,18 @@ async fn encryption_key_rotation() {
     assert!(!err.to_string().contains("a-secret"));
     assert_eq!(old_store.credentials(Some(&b)).await.unwrap().len(), 1);
 
-    assert_eq!(rotate_encryption_key(&db.admin, &[old_key.clone()], &new_key).await.unwrap(), 2);
-    assert_eq!(rotate_encryption_key(&db.admin, &[old_key.clone()], &new_key).await.unwrap(), 0);
+    assert_eq!(
+        rotate_encryption_key(&db.admin, std::slice::from_ref(&old_key), &new_key)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        rotate_encryption_key(&db.admin, std::slice::from_ref(&old_key), &new_key)
+            .await
+            .unwrap(),
+        0
+    );
 
     let new_only = PgStore::new(pool.clone(), new_key.clone());
     let mut a_secrets: Vec<Vec<u8>> = new_only
@@ -485,12 +567,16 @@ async fn encryption_key_rotation() {
         .collect();
     a_secrets.sort();
     assert_eq!(a_secrets, [b"a-second".to_vec(), b"a-secret".to_vec()]);
-    assert_eq!(store_suite::secret_of(&new_only.credentials(Some(&b)).await.unwrap()[0]), b"b-secret");
+    assert_eq!(
+        store_suite::secret_of(&new_only.credentials(Some(&b)).await.unwrap()[0]),
+        b"b-secret"
+    );
     assert!(old_store.credentials(Some(&a)).await.unwrap().is_empty());
-    let key_ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT key_id FROM vapi_webhooks.credentials")
-        .fetch_all(&db.admin)
-        .await
-        .unwrap();
+    let key_ids: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT key_id FROM vapi_webhooks.credentials")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
     assert_eq!(key_ids, [new_key.id().to_owned()]);
 
     pool.close().await;
@@ -506,12 +592,19 @@ async fn check_role_errors_for_unsafe_roles() {
     // The superuser: refused, by default.
     match check_role(&db.admin, &[&table]).await {
         Err(RoleError::Unsafe(report)) => {
-            assert!(report.problems.contains(&RoleProblem::Superuser), "{report}");
+            assert!(
+                report.problems.contains(&RoleProblem::Superuser),
+                "{report}"
+            );
         }
         other => panic!("superuser must be refused: {other:?}"),
     }
     // ...or only reported.
-    let report = RoleCheck::new(&[&table]).warn_only().run(&db.admin).await.unwrap();
+    let report = RoleCheck::new(&[&table])
+        .warn_only()
+        .run(&db.admin)
+        .await
+        .unwrap();
     assert!(!report.is_safe());
 
     // The app role on a table with forced RLS: safe.
@@ -568,7 +661,10 @@ async fn store_reports_unavailable_while_database_is_down_and_recovers() {
     let org = org();
     let key = TenantKey::Assistant(format!("asst_{}", Uuid::new_v4()).into());
     store.add_tenant_key(org, &key).await.unwrap();
-    store.add_credential(org, &hmac("down-secret")).await.unwrap();
+    store
+        .add_credential(org, &hmac("down-secret"))
+        .await
+        .unwrap();
     assert_eq!(store.org_for(&key).await.unwrap(), Some(org));
 
     proxy.cut();
@@ -578,9 +674,83 @@ async fn store_reports_unavailable_while_database_is_down_and_recovers() {
         Err(SecretError::Unavailable(_))
     ));
     // A missing org is still a configuration error, not an outage.
-    assert!(matches!(store.credentials(None).await, Err(SecretError::OrgRequired)));
+    assert!(matches!(
+        store.credentials(None).await,
+        Err(SecretError::OrgRequired)
+    ));
 
     proxy.restore();
     assert_eq!(store.org_for(&key).await.unwrap(), Some(org));
     assert_eq!(store.credentials(Some(&org)).await.unwrap().len(), 1);
+}
+
+mod extractor {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::FromRef;
+    use axum::routing::post;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    use vapi_webhooks::postgres::OrgTransaction;
+    use vapi_webhooks::{KeySource, OrgContext};
+
+    use super::*;
+
+    /// An application state holding the pool among other things.
+    #[derive(Clone)]
+    struct AppState {
+        pool: PgPool,
+    }
+
+    impl FromRef<AppState> for PgPool {
+        fn from_ref(state: &AppState) -> PgPool {
+            state.pool.clone()
+        }
+    }
+
+    async fn handler(OrgTransaction(tx): OrgTransaction) -> &'static str {
+        tx.commit().await.unwrap();
+        "ran"
+    }
+
+    async fn call(app: Router, org: Option<OrgId>) -> (StatusCode, String) {
+        let mut req = Request::post("/hook").body(Body::empty()).unwrap();
+        if let Some(org) = org {
+            req.extensions_mut().insert(OrgContext::new(
+                org,
+                TenantKey::Assistant("asst".into()),
+                KeySource::Payload("message.call.assistantId"),
+            ));
+        }
+        let res = app.oneshot(req).await.unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn org_transaction_refuses_without_the_layers() {
+        let db = db!("org_transaction_refuses_without_the_layers");
+        let app = Router::new()
+            .route("/hook", post(handler))
+            .with_state(AppState {
+                pool: db.app_pool(1).await,
+            });
+        assert_eq!(
+            call(app.clone(), None).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"OrgTransaction needs an OrgContext: add OrgResolveLayer before the handler"}"#.to_owned()
+            )
+        );
+        // An OrgContext alone (an org named by an unverified body) is not enough.
+        assert_eq!(
+            call(app, Some(org())).await,
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"error":"OrgTransaction needs a verified request: add SignatureVerifyLayer after OrgResolveLayer"}"#.to_owned()
+            )
+        );
+    }
 }

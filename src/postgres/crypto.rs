@@ -51,7 +51,8 @@ impl EncryptionKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         let key = Zeroizing::new(bytes);
         // The id is a MAC of a fixed label under the key: stable, and says nothing about the key.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key[..]).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key[..]).expect("HMAC takes any key length");
         mac.update(b"vapi-webhooks/encryption-key-id/v1");
         let id = hex::encode(&mac.finalize().into_bytes()[..8]);
         Self(Arc::new(Inner { key, id }))
@@ -59,7 +60,11 @@ impl EncryptionKey {
 
     /// A key from base64 text (standard alphabet, padded) of 32 bytes.
     pub fn from_base64(encoded: &str) -> Result<Self, KeyError> {
-        let bytes = Zeroizing::new(BASE64.decode(encoded.trim()).map_err(|_| KeyError::NotBase64)?);
+        let bytes = Zeroizing::new(
+            BASE64
+                .decode(encoded.trim())
+                .map_err(|_| KeyError::NotBase64)?,
+        );
         let bytes: [u8; 32] = bytes[..]
             .try_into()
             .map_err(|_| KeyError::Length(bytes.len()))?;
@@ -142,7 +147,9 @@ fn associated_data(org: &OrgId, credential: &Uuid) -> Vec<u8> {
 
 impl fmt::Debug for EncryptionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncryptionKey").field("id", &self.0.id).finish_non_exhaustive()
+        f.debug_struct("EncryptionKey")
+            .field("id", &self.0.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,10 +158,7 @@ mod tests {
     use super::*;
 
     fn ids() -> (OrgId, Uuid) {
-        (
-            OrgId::new(Uuid::from_u128(0x1111)),
-            Uuid::from_u128(0x2222),
-        )
+        (OrgId::new(Uuid::from_u128(0x1111)), Uuid::from_u128(0x2222))
     }
 
     #[test]
@@ -163,12 +167,22 @@ mod tests {
         let (org, cred) = ids();
         let (nonce, ct) = key.encrypt(&org, &cred, b"s3cret");
         assert_ne!(&ct[..6], b"s3cret");
-        assert_eq!(&key.decrypt(&org, &cred, &nonce, &ct).unwrap()[..], b"s3cret");
+        assert_eq!(
+            &key.decrypt(&org, &cred, &nonce, &ct).unwrap()[..],
+            b"s3cret"
+        );
         // Another org, another credential, another key, a short nonce: all refused.
         let other = OrgId::new(Uuid::from_u128(0x3333));
         assert!(key.decrypt(&other, &cred, &nonce, &ct).is_none());
-        assert!(key.decrypt(&org, &Uuid::from_u128(1), &nonce, &ct).is_none());
-        assert!(EncryptionKey::from_bytes([8; 32]).decrypt(&org, &cred, &nonce, &ct).is_none());
+        assert!(
+            key.decrypt(&org, &Uuid::from_u128(1), &nonce, &ct)
+                .is_none()
+        );
+        assert!(
+            EncryptionKey::from_bytes([8; 32])
+                .decrypt(&org, &cred, &nonce, &ct)
+                .is_none()
+        );
         assert!(key.decrypt(&org, &cred, &nonce[..11], &ct).is_none());
     }
 
@@ -190,8 +204,14 @@ mod tests {
         assert_eq!(a.id().len(), 16);
         let b64 = BASE64.encode([1u8; 32]);
         assert_eq!(EncryptionKey::from_base64(&b64).unwrap().id(), a.id());
-        assert_eq!(EncryptionKey::from_base64("AAAA").unwrap_err(), KeyError::Length(3));
-        assert_eq!(EncryptionKey::from_base64("not base64!").unwrap_err(), KeyError::NotBase64);
+        assert_eq!(
+            EncryptionKey::from_base64("AAAA").unwrap_err(),
+            KeyError::Length(3)
+        );
+        assert_eq!(
+            EncryptionKey::from_base64("not base64!").unwrap_err(),
+            KeyError::NotBase64
+        );
         assert!(!format!("{a:?}").contains("[1, 1"));
     }
 }

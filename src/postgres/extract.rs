@@ -60,7 +60,9 @@ pub enum OrgTransactionRejection {
     #[error("OrgTransaction needs an OrgContext: add OrgResolveLayer before the handler")]
     MissingOrgContext,
     /// The request was not verified for its org (500).
-    #[error("OrgTransaction needs a verified request: add SignatureVerifyLayer after OrgResolveLayer")]
+    #[error(
+        "OrgTransaction needs a verified request: add SignatureVerifyLayer after OrgResolveLayer"
+    )]
     NotVerified,
     /// Beginning the transaction failed (503).
     #[error("database unavailable")]
@@ -87,8 +89,10 @@ impl IntoResponse for OrgTransactionRejection {
         };
         let mut res = Response::new(body.into());
         *res.status_mut() = status;
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
@@ -111,7 +115,9 @@ where
             .ok_or(OrgTransactionRejection::MissingOrgContext)?
             .org_id;
         match parts.extensions.get::<Verified>() {
-            Some(Verified { org: Some(verified) }) if *verified == org => {}
+            Some(Verified {
+                org: Some(verified),
+            }) if *verified == org => {}
             _ => return Err(OrgTransactionRejection::NotVerified),
         }
         let pool = PgPool::from_ref(state);

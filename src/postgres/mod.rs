@@ -12,7 +12,7 @@
 //!   role the application connects as.
 //!
 //! Queries are built at runtime (no `query!` macros), so building needs no database. sqlx is
-//! re-exported as [`sqlx`](self::sqlx); TLS is the application's choice: enable e.g.
+//! re-exported as [`sqlx`]; TLS is the application's choice: enable e.g.
 //! `sqlx = { version = "0.8", features = ["tls-rustls"] }` in its own `Cargo.toml`.
 //!
 //! # Example

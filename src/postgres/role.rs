@@ -168,6 +168,9 @@ impl RoleCheck {
 /// connects as: errors when the role is a superuser, has `BYPASSRLS`, owns (or is a member of
 /// the owner of) a table, or a table lacks enabled and forced RLS. Call it at startup; use
 /// [`RoleCheck::warn_only`] to log instead.
-pub async fn check_role<T: AsRef<str>>(pool: &PgPool, tables: &[T]) -> Result<RoleReport, RoleError> {
+pub async fn check_role<T: AsRef<str>>(
+    pool: &PgPool,
+    tables: &[T],
+) -> Result<RoleReport, RoleError> {
     RoleCheck::new(tables).run(pool).await
 }

@@ -233,12 +233,17 @@ impl PgStore {
     }
 
     /// Deletes credential `id` of `org`; `false` if the org has no such credential.
-    pub async fn remove_credential(&self, org: OrgId, id: CredentialId) -> Result<bool, AdminError> {
-        let done = sqlx::query("DELETE FROM vapi_webhooks.credentials WHERE id = $1 AND org_id = $2")
-            .bind(id.0)
-            .bind(org.as_uuid())
-            .execute(&self.pool)
-            .await?;
+    pub async fn remove_credential(
+        &self,
+        org: OrgId,
+        id: CredentialId,
+    ) -> Result<bool, AdminError> {
+        let done =
+            sqlx::query("DELETE FROM vapi_webhooks.credentials WHERE id = $1 AND org_id = $2")
+                .bind(id.0)
+                .bind(org.as_uuid())
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -335,7 +340,10 @@ fn split_config(config: &CredentialConfig) -> (&'static str, String) {
     params.remove("kind");
     params.remove("not_after");
     debug_assert!(!params.contains_key("secret"));
-    (kind_str(config.kind), serde_json::Value::Object(params).to_string())
+    (
+        kind_str(config.kind),
+        serde_json::Value::Object(params).to_string(),
+    )
 }
 
 /// Rebuilds the config. The secret is set on the struct, never put into a JSON value.
@@ -443,7 +451,9 @@ pub async fn rotate_encryption_key(
     new: &EncryptionKey,
 ) -> Result<u64, AdminError> {
     let mut tx = pool.begin().await?;
-    let rows: Vec<(Uuid, Uuid, Vec<u8>, Vec<u8>, String)> = sqlx::query_as(
+    // (id, org_id, ciphertext, nonce, key_id)
+    type Row = (Uuid, Uuid, Vec<u8>, Vec<u8>, String);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, org_id, secret_ciphertext, secret_nonce, key_id FROM vapi_webhooks.credentials \
          WHERE key_id <> $1 ORDER BY id FOR UPDATE",
     )
@@ -502,13 +512,21 @@ mod tests {
             config.not_after,
         )
         .unwrap();
-        assert_eq!(serde_json::to_value(&back).unwrap(), serde_json::to_value(&config).unwrap());
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&config).unwrap()
+        );
         assert_eq!(back.secret.expose(), "top-secret-value");
     }
 
     #[test]
     fn kinds_round_trip() {
-        for kind in [KindName::Hmac, KindName::SecretHeader, KindName::Bearer, KindName::StandardWebhooks] {
+        for kind in [
+            KindName::Hmac,
+            KindName::SecretHeader,
+            KindName::Bearer,
+            KindName::StandardWebhooks,
+        ] {
             assert_eq!(kind_name(kind_str(kind)), Some(kind));
         }
         for key in [

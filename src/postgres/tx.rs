@@ -80,7 +80,9 @@ impl DerefMut for OrgTx {
 
 impl fmt::Debug for OrgTx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OrgTx").field("org", &self.org).finish_non_exhaustive()
+        f.debug_struct("OrgTx")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
     }
 }
 

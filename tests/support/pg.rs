@@ -34,9 +34,13 @@ pub struct TestDb {
 pub async fn test_db(test: &str) -> Option<TestDb> {
     let Ok(url) = std::env::var("DATABASE_URL") else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test}: DATABASE_URL is not set, and CI=true requires the Postgres tests to run");
+            panic!(
+                "{test}: DATABASE_URL is not set, and CI=true requires the Postgres tests to run"
+            );
         }
-        eprintln!("{test}: skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)");
+        eprintln!(
+            "{test}: skipped: DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        );
         return None;
     };
     let admin_opts = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a postgres URL");
@@ -121,7 +125,7 @@ impl TestDb {
         .execute(&self.admin)
         .await
         .unwrap();
-        pg::enable_org_rls(&mut *self.admin.acquire().await.unwrap(), &table)
+        pg::enable_org_rls(&mut self.admin.acquire().await.unwrap(), &table)
             .await
             .unwrap();
         self.grant(&table).await;
@@ -171,10 +175,13 @@ impl TestDb {
     /// Drops a database made by [`TestDb::fresh_database`]; `parent` runs the statement.
     pub async fn drop_database(self, parent: &TestDb) {
         self.admin.close().await;
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE);", self.database))
-            .execute(&parent.admin)
-            .await
-            .unwrap();
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE);",
+            self.database
+        ))
+        .execute(&parent.admin)
+        .await
+        .unwrap();
     }
 }
 

@@ -8,7 +8,9 @@ use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
-use vapi_webhooks::credential::{Credential, CredentialConfig, CredentialKind, KindName, SecretString};
+use vapi_webhooks::credential::{
+    Credential, CredentialConfig, CredentialKind, KindName, SecretString,
+};
 use vapi_webhooks::verify::{SecretError, SecretProvider};
 use vapi_webhooks::{AssistantOrgStore, OrgId, TenantKey};
 
@@ -35,7 +37,10 @@ fn unique(prefix: &str) -> String {
 
 /// Whole seconds from now (Postgres keeps microseconds; whole seconds compare exactly).
 fn at(offset_secs: i64) -> time::OffsetDateTime {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     time::OffsetDateTime::from_unix_timestamp(now + offset_secs).unwrap()
 }
 
@@ -82,11 +87,8 @@ impl Fixture {
             credentials: vec![CredentialConfig::new(
                 KindName::StandardWebhooks,
                 // whsec_ + base64 of 24 random bytes.
-                SecretString::new(format!(
-                    "whsec_{}",
-                    base64_of(Uuid::new_v4().as_bytes())
-                ))
-                .unwrap(),
+                SecretString::new(format!("whsec_{}", base64_of(Uuid::new_v4().as_bytes())))
+                    .unwrap(),
             )],
         };
         let bare = FixtureOrg {
@@ -160,10 +162,28 @@ where
         }
     }
     // Unknown keys, and a known value under another kind (kinds are separate namespaces).
-    assert_eq!(store.org_for(&TenantKey::Assistant(unique("nobody").into())).await.unwrap(), None);
+    assert_eq!(
+        store
+            .org_for(&TenantKey::Assistant(unique("nobody").into()))
+            .await
+            .unwrap(),
+        None
+    );
     let a_assistant = fx.a.keys[0].value();
-    assert_eq!(store.org_for(&TenantKey::Squad(a_assistant.into())).await.unwrap(), None);
-    assert_eq!(store.org_for(&TenantKey::Slug(a_assistant.into())).await.unwrap(), None);
+    assert_eq!(
+        store
+            .org_for(&TenantKey::Squad(a_assistant.into()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .org_for(&TenantKey::Slug(a_assistant.into()))
+            .await
+            .unwrap(),
+        None
+    );
 
     // Credentials: exactly the org's active ones, every parameter and secret intact.
     let a = actual(&store, &fx.a.id).await;
@@ -175,7 +195,10 @@ where
     assert!(actual(&store, &fx.bare.id).await.is_empty());
     assert!(actual(&store, &OrgId::new(Uuid::new_v4())).await.is_empty());
     // No org: a per-org provider cannot answer.
-    assert!(matches!(store.credentials(None).await, Err(SecretError::OrgRequired)));
+    assert!(matches!(
+        store.credentials(None).await,
+        Err(SecretError::OrgRequired)
+    ));
 
     // Sanity for the fixture itself: the expired one is really expired.
     let expired = fx.a.credentials[3].build().unwrap();
