@@ -21,6 +21,7 @@ pub mod org;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 pub mod reject;
+pub mod replay;
 pub mod resolve;
 pub mod store;
 pub mod verify;
