@@ -50,6 +50,35 @@ fn sqlstate(err: &sqlx::Error) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
+/// Captures formatted log lines.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
 fn hmac(secret: &str) -> CredentialConfig {
     CredentialConfig::new(KindName::Hmac, SecretString::new(secret).unwrap())
 }
@@ -358,15 +387,28 @@ async fn wrong_encryption_key_verifies_nothing() {
     let pool = db.app_pool(2).await;
     let right = PgStore::new(pool.clone(), EncryptionKey::generate());
     let org = org();
-    right
+    let id = right
         .add_credential(org, &hmac("right-key-secret"))
         .await
         .unwrap();
     assert_eq!(right.credentials(Some(&org)).await.unwrap().len(), 1);
 
-    // Another key: the credential is skipped (no error, no 500), so nothing verifies.
+    // Another key: the credential is skipped (no error, no 500), so nothing verifies; the
+    // warning names the org and the credential, never the secret.
     let wrong = PgStore::new(pool.clone(), EncryptionKey::generate());
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     assert!(wrong.credentials(Some(&org)).await.unwrap().is_empty());
+    drop(guard);
+    let logs = logs.text();
+    assert!(logs.contains("skipping a stored credential"), "{logs}");
+    assert!(logs.contains(&org.to_string()), "{logs}");
+    assert!(logs.contains(&id.to_string()), "{logs}");
+    assert!(!logs.contains("right-key-secret"), "{logs}");
     // A key with the *same id column* cannot be faked: force the wrong key's id onto the row.
     let wrong_key = EncryptionKey::generate();
     sqlx::query("UPDATE vapi_webhooks.credentials SET key_id = $1 WHERE org_id = $2")

@@ -419,10 +419,12 @@ impl SecretProvider for PgStore {
             match self.load(org, row) {
                 Ok(credential) => credentials.push(credential),
                 Err(reason) => {
-                    let id: Option<Uuid> = row.try_get("id").ok();
+                    let id = row
+                        .try_get::<Uuid, _>("id")
+                        .map_or_else(|_| "?".to_owned(), |id| id.to_string());
                     tracing::warn!(
                         org = %org,
-                        credential = ?id,
+                        credential = %id,
                         reason = %reason,
                         "skipping a stored credential that cannot be loaded"
                     );
