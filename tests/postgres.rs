@@ -214,6 +214,7 @@ async fn org_transactions_are_isolated_on_one_connection() {
         .await
         .unwrap();
     assert_eq!(count, 0);
+    db.drop_table(&table).await;
 }
 
 #[tokio::test]
@@ -285,6 +286,8 @@ async fn cross_tenant_writes_are_refused() {
         .await
         .unwrap();
     assert_eq!(body, "b");
+    tx.commit().await.unwrap();
+    db.drop_table(&table).await;
 }
 
 #[tokio::test]
@@ -322,6 +325,7 @@ async fn other_orgs_rows_are_unreachable_without_any_filter() {
         .await
         .unwrap();
     assert_eq!(all, 2);
+    db.drop_table(&table).await;
 }
 
 #[tokio::test]
@@ -692,6 +696,9 @@ async fn check_role_errors_for_unsafe_roles() {
             }]
         ),
         other => panic!("expected Unsafe, got {other:?}"),
+    }
+    for t in [&table, &owned, &plain, &unforced] {
+        db.drop_table(t).await;
     }
 }
 

@@ -132,6 +132,14 @@ impl TestDb {
         table
     }
 
+    /// Drops a table made by [`TestDb::org_table`] (tests clean up when they pass).
+    pub async fn drop_table(&self, table: &str) {
+        sqlx::raw_sql(&format!("DROP TABLE IF EXISTS {table};"))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+
     /// Grants the app role DML on `table`, serialised with the other tests' grants.
     pub async fn grant(&self, table: &str) {
         let mut tx = self.admin.begin().await.unwrap();
