@@ -87,7 +87,10 @@ impl BodyError {
 /// Returns the request, rebuilt with its own body type from the bytes and carrying them as a
 /// [`RawBody`] extension, together with the bytes. If the request already carries a
 /// [`RawBody`], it is returned as it is.
-pub async fn buffer_request<B>(req: Request<B>, limit: usize) -> Result<(Request<B>, Bytes), BodyError>
+pub async fn buffer_request<B>(
+    req: Request<B>,
+    limit: usize,
+) -> Result<(Request<B>, Bytes), BodyError>
 where
     B: Body + From<Bytes>,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,

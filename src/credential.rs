@@ -41,8 +41,10 @@ use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
 use http::HeaderName;
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use zeroize::Zeroizing;
 
 /// Why a credential could not be built.
@@ -215,11 +217,77 @@ pub struct HmacCredential {
     pub(crate) payload_format: PayloadFormat,
     pub(crate) encoding: SignatureEncoding,
     pub(crate) prefix: String,
+    /// The MAC keyed once at build time and cloned per request: a credential is built once and
+    /// used for many requests, so the key schedule is not redone each time.
+    keyed: Arc<KeyedMac>,
+}
+
+/// An HMAC already keyed with a credential's secret.
+#[derive(Clone)]
+enum KeyedMac {
+    Sha1(Hmac<sha1::Sha1>),
+    Sha256(Hmac<sha2::Sha256>),
+    Sha512(Hmac<sha2::Sha512>),
+}
+
+impl KeyedMac {
+    fn new(algorithm: HmacAlgorithm, key: &[u8]) -> Self {
+        // HMAC takes keys of any length, so `new_from_slice` cannot fail here.
+        const ANY_LENGTH: &str = "HMAC accepts keys of any length";
+        match algorithm {
+            HmacAlgorithm::Sha1 => Self::Sha1(Mac::new_from_slice(key).expect(ANY_LENGTH)),
+            HmacAlgorithm::Sha256 => Self::Sha256(Mac::new_from_slice(key).expect(ANY_LENGTH)),
+            HmacAlgorithm::Sha512 => Self::Sha512(Mac::new_from_slice(key).expect(ANY_LENGTH)),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha1(mac) => mac.update(data),
+            Self::Sha256(mac) => mac.update(data),
+            Self::Sha512(mac) => mac.update(data),
+        }
+    }
+
+    fn finalize(self) -> Vec<u8> {
+        match self {
+            Self::Sha1(mac) => mac.finalize().into_bytes().to_vec(),
+            Self::Sha256(mac) => mac.finalize().into_bytes().to_vec(),
+            Self::Sha512(mac) => mac.finalize().into_bytes().to_vec(),
+        }
+    }
+}
+
+/// The request values an HMAC payload template may refer to, borrowed from the request.
+///
+/// A value is `None` when the request does not carry it; a template that needs it then yields
+/// no MAC at all.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PayloadInputs<'a> {
+    pub(crate) body: &'a [u8],
+    pub(crate) timestamp: Option<&'a [u8]>,
+    pub(crate) method: &'a [u8],
+    pub(crate) url: Option<&'a [u8]>,
+    pub(crate) message_id: Option<&'a [u8]>,
+}
+
+impl HmacAlgorithm {
+    /// The MAC length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
 }
 
 impl HmacCredential {
     /// A credential with Vapi's defaults and this raw secret.
-    pub fn new(algorithm: HmacAlgorithm, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn new(
+        algorithm: HmacAlgorithm,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self::with_secret(algorithm, Secret::new(secret)?))
     }
 
@@ -228,6 +296,7 @@ impl HmacCredential {
     pub fn with_secret(algorithm: HmacAlgorithm, secret: Secret) -> Self {
         Self {
             algorithm,
+            keyed: Arc::new(KeyedMac::new(algorithm, secret.expose())),
             secret,
             signature_header: HeaderName::from_static("x-signature"),
             timestamp_header: Some(HeaderName::from_static("x-timestamp")),
@@ -321,6 +390,24 @@ impl HmacCredential {
         &self.prefix
     }
 
+    /// The raw MAC of the payload the template builds from `inputs`, fed part by part (the body
+    /// is never copied), or `None` when the template needs a value the request lacks.
+    pub(crate) fn mac(&self, inputs: &PayloadInputs<'_>) -> Option<Vec<u8>> {
+        let mut mac = KeyedMac::clone(&self.keyed);
+        for part in self.payload_format.parts() {
+            let bytes = match part {
+                PayloadPart::Literal(text) => text.as_bytes(),
+                PayloadPart::Body => inputs.body,
+                PayloadPart::Timestamp => inputs.timestamp?,
+                PayloadPart::Method => inputs.method,
+                PayloadPart::Url => inputs.url?,
+                PayloadPart::MessageId => inputs.message_id?,
+            };
+            mac.update(bytes);
+        }
+        Some(mac.finalize())
+    }
+
     fn check(self) -> Result<Self, CredentialError> {
         if self.timestamp_header.is_none() && self.payload_format.uses(&PayloadPart::Timestamp) {
             return Err(CredentialError::TimestampWithoutHeader);
@@ -347,9 +434,27 @@ impl fmt::Debug for HmacCredential {
 pub struct HeaderSecret {
     pub(crate) header: HeaderName,
     pub(crate) secret: Secret,
+    /// SHA-256 of the secret: requests are compared digest to digest, so the comparison takes
+    /// the same time whatever the lengths.
+    digest: [u8; 32],
 }
 
 impl HeaderSecret {
+    fn new(header: HeaderName, secret: Secret) -> Self {
+        let digest = sha2::Sha256::digest(secret.expose()).into();
+        Self {
+            header,
+            secret,
+            digest,
+        }
+    }
+
+    /// Whether `presented` is the secret, in constant time.
+    pub(crate) fn matches(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = sha2::Sha256::digest(presented).into();
+        subtle::ConstantTimeEq::ct_eq(&presented[..], &self.digest[..]).into()
+    }
+
     /// The header.
     pub fn header(&self) -> &HeaderName {
         &self.header
@@ -400,7 +505,10 @@ impl Credential {
     /// Vapi's default HMAC credential: `x-signature` / `x-timestamp`, `{timestamp}.{body}`,
     /// hex HMAC-SHA256.
     pub fn vapi_hmac(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
-        Ok(Self::hmac(HmacCredential::new(HmacAlgorithm::Sha256, secret)?))
+        Ok(Self::hmac(HmacCredential::new(
+            HmacAlgorithm::Sha256,
+            secret,
+        )?))
     }
 
     /// The widely documented `x-vapi-signature` / `x-vapi-timestamp` scheme:
@@ -430,12 +538,12 @@ impl Credential {
     }
 
     /// A shared secret in `header`, e.g. `x-vapi-secret`.
-    pub fn secret_header(header: HeaderName, secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn secret_header(
+        header: HeaderName,
+        secret: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self {
-            kind: CredentialKind::SecretHeader(HeaderSecret {
-                header,
-                secret: Secret::new(secret)?,
-            }),
+            kind: CredentialKind::SecretHeader(HeaderSecret::new(header, Secret::new(secret)?)),
             not_after: None,
         })
     }
@@ -446,12 +554,12 @@ impl Credential {
     }
 
     /// `<header>: Bearer <token>`.
-    pub fn bearer_in(header: HeaderName, token: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
+    pub fn bearer_in(
+        header: HeaderName,
+        token: impl Into<Vec<u8>>,
+    ) -> Result<Self, CredentialError> {
         Ok(Self {
-            kind: CredentialKind::Bearer(HeaderSecret {
-                header,
-                secret: Secret::new(token)?,
-            }),
+            kind: CredentialKind::Bearer(HeaderSecret::new(header, Secret::new(token)?)),
             not_after: None,
         })
     }
@@ -620,9 +728,16 @@ impl CredentialConfig {
                 } else {
                     Secret::new(secret.as_bytes())?
                 };
-                let mut hmac =
-                    HmacCredential::with_secret(self.algorithm.unwrap_or(HmacAlgorithm::Sha256), key)
-                        .timestamp_header(self.timestamp_header.as_deref().map(header_name).transpose()?);
+                let mut hmac = HmacCredential::with_secret(
+                    self.algorithm.unwrap_or(HmacAlgorithm::Sha256),
+                    key,
+                )
+                .timestamp_header(
+                    self.timestamp_header
+                        .as_deref()
+                        .map(header_name)
+                        .transpose()?,
+                );
                 if let Some(name) = &self.signature_header {
                     hmac = hmac.signature_header(header_name(name)?);
                 }
@@ -634,7 +749,8 @@ impl CredentialConfig {
                 } else {
                     "{body}"
                 };
-                hmac = hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
+                hmac =
+                    hmac.payload_format(self.payload_format.as_deref().unwrap_or(default_format))?;
                 if let Some(encoding) = self.encoding {
                     hmac = hmac.encoding(encoding);
                 }
@@ -677,5 +793,6 @@ impl CredentialConfig {
 }
 
 fn header_name(name: &str) -> Result<HeaderName, CredentialError> {
-    HeaderName::from_bytes(name.as_bytes()).map_err(|_| CredentialError::HeaderName(name.to_owned()))
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| CredentialError::HeaderName(name.to_owned()))
 }

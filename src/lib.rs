@@ -16,6 +16,9 @@
 
 pub mod body;
 pub mod credential;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
 pub mod org;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -24,11 +27,18 @@ pub mod reject;
 pub mod replay;
 pub mod resolve;
 pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+pub mod vapi;
 pub mod verify;
 
 pub use crate::body::RawBody;
 pub use crate::credential::{Credential, CredentialError};
+#[cfg(feature = "axum")]
+pub use crate::extract::{Org, ToolCallsEvent, VapiEvent};
 pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
 pub use crate::store::AssistantOrgStore;
-pub use crate::verify::{SecretProvider, Verified};
+pub use crate::vapi::{Envelope, ServerMessage};
+pub use crate::verify::{SecretProvider, SignatureVerifyLayer, SingleTenant, Verified};

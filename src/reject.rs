@@ -146,10 +146,14 @@ impl<B: From<Bytes>> OnReject<B> for DefaultOnReject {
     fn on_reject(&self, rejection: &Rejection) -> Response<B> {
         let status = rejection.status();
         let body: Bytes = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => Bytes::from_static(br#"{"error":"payload too large"}"#),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Bytes::from_static(br#"{"error":"payload too large"}"#)
+            }
             StatusCode::BAD_REQUEST => Bytes::from_static(br#"{"error":"bad request"}"#),
             StatusCode::UNAUTHORIZED => Bytes::from_static(br#"{"error":"unauthorized"}"#),
-            StatusCode::SERVICE_UNAVAILABLE => Bytes::from_static(br#"{"error":"service unavailable"}"#),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                Bytes::from_static(br#"{"error":"service unavailable"}"#)
+            }
             // Misconfiguration: the message is written by this crate and names the layer.
             _ => Bytes::from(serde_json::json!({ "error": rejection.to_string() }).to_string()),
         };
@@ -180,7 +184,9 @@ pub(crate) fn respond<B, R: OnReject<B>>(on_reject: &R, rejection: Rejection) ->
         None if status.is_server_error() => {
             tracing::warn!(status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")
         }
-        None => tracing::info!(status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected"),
+        None => {
+            tracing::info!(status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")
+        }
     }
     let mut res = on_reject.on_reject(&rejection);
     res.extensions_mut().insert(rejection);

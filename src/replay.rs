@@ -132,7 +132,12 @@ pub struct InMemoryReplayStore {
 struct PerEntryTtl;
 
 impl moka::Expiry<Arc<str>, Duration> for PerEntryTtl {
-    fn expire_after_create(&self, _key: &Arc<str>, ttl: &Duration, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        ttl: &Duration,
+        _now: Instant,
+    ) -> Option<Duration> {
         Some(*ttl)
     }
 }
@@ -300,7 +305,9 @@ impl ReplayGuard {
         let failed = |err: ReplayError| {
             if self.fail_open {
                 match org {
-                    Some(org) => tracing::warn!(org = %org, error = %err, "replay guard failing open"),
+                    Some(org) => {
+                        tracing::warn!(org = %org, error = %err, "replay guard failing open")
+                    }
                     None => tracing::warn!(error = %err, "replay guard failing open"),
                 }
                 Ok(Admission::Unchecked)
@@ -308,7 +315,11 @@ impl ReplayGuard {
                 Err(err)
             }
         };
-        match self.store.insert_if_absent(&key, tolerance + self.margin).await {
+        match self
+            .store
+            .insert_if_absent(&key, tolerance + self.margin)
+            .await
+        {
             Ok(true) => Ok(Admission::New(key)),
             Ok(false) => Err(ReplayError::Replayed(self.answer)),
             Err(ReplayStoreError::Full) => failed(ReplayError::Full),

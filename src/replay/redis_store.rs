@@ -28,7 +28,10 @@ impl RedisReplayStore {
 
     /// Connects to `url`; each connection attempt and each operation times out after
     /// `timeout`.
-    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, ReplayStoreError> {
+    pub async fn connect_with_timeout(
+        url: &str,
+        timeout: Duration,
+    ) -> Result<Self, ReplayStoreError> {
         let client = redis::Client::open(url).map_err(ReplayStoreError::backend)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(timeout)
