@@ -803,3 +803,182 @@ mod extractor {
         );
     }
 }
+
+/// `SignatureVerifyLayer` over `PgStore`, with the `OrgTransaction` extractor in the handler.
+/// (`OrgResolveLayer` is stood in for by a layer inserting the `OrgContext`.)
+mod layers {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::State;
+    use axum::routing::post;
+    use http::{Request, StatusCode, header};
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    use tower::util::MapRequestLayer;
+    use vapi_webhooks::postgres::OrgTransaction;
+    use vapi_webhooks::testing::Signer;
+    use vapi_webhooks::{Credential, KeySource, OrgContext, SignatureVerifyLayer};
+
+    use super::*;
+
+    const BODY: &[u8] = br#"{"message":{"type":"status-update","call":{"assistantId":"asst"}}}"#;
+
+    #[derive(Clone)]
+    struct AppState {
+        pool: PgPool,
+        table: Arc<str>,
+        runs: Arc<AtomicUsize>,
+    }
+
+    impl axum::extract::FromRef<AppState> for PgPool {
+        fn from_ref(state: &AppState) -> PgPool {
+            state.pool.clone()
+        }
+    }
+
+    async fn handler(
+        State(state): State<AppState>,
+        OrgTransaction(mut tx): OrgTransaction,
+    ) -> &'static str {
+        state.runs.fetch_add(1, Ordering::SeqCst);
+        // No org_id filter, no org_id chosen by the handler's SQL beyond the transaction's own.
+        sqlx::query(&format!(
+            "INSERT INTO {} (id, org_id, body) VALUES ($1, NULLIF(current_setting('app.org_id', true), '')::uuid, 'event')",
+            state.table
+        ))
+        .bind(Uuid::new_v4())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        "stored"
+    }
+
+    fn app(store: PgStore, org: OrgId, state: AppState) -> Router {
+        Router::new()
+            .route("/hook", post(handler))
+            .layer(SignatureVerifyLayer::new(store))
+            .layer(MapRequestLayer::new(move |mut req: Request<Body>| {
+                req.extensions_mut().insert(OrgContext::new(
+                    org,
+                    TenantKey::Assistant("asst".into()),
+                    KeySource::Payload("message.call.assistantId"),
+                ));
+                req
+            }))
+            .with_state(state)
+    }
+
+    async fn send(app: &Router, credential: &Credential) -> (StatusCode, Option<String>, String) {
+        let mut req = Request::post("/hook").body(Body::from(BODY)).unwrap();
+        req.headers_mut()
+            .extend(Signer::new(credential).headers(BODY));
+        let res = app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let retry = res
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, retry, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn rows(pool: &PgPool, table: &str, org: OrgId) -> i64 {
+        let mut tx = begin_org_tx(pool, org).await.unwrap();
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn verified_request_reaches_org_transaction_and_wrong_key_is_401() {
+        let db = db!("verified_request_reaches_org_transaction_and_wrong_key_is_401");
+        let table = db.org_table().await;
+        let pool = db.app_pool(2).await;
+        let org = org();
+        let secret = format!("hmac-{}", Uuid::new_v4());
+        let store = PgStore::new(pool.clone(), EncryptionKey::generate());
+        store.add_credential(org, &hmac(&secret)).await.unwrap();
+        let state = AppState {
+            pool: pool.clone(),
+            table: table.as_str().into(),
+            runs: Arc::default(),
+        };
+        let signed_by = hmac(&secret).build().unwrap();
+
+        let app_ok = app(store.clone(), org, state.clone());
+        assert_eq!(
+            send(&app_ok, &signed_by).await,
+            (StatusCode::OK, None, "stored".into())
+        );
+        assert_eq!(
+            rows(&pool, &table, org).await,
+            1,
+            "written under the verified org"
+        );
+
+        // Another secret: 401, handler not run.
+        let forged = hmac("not-the-secret").build().unwrap();
+        let unauthorized = (
+            StatusCode::UNAUTHORIZED,
+            None,
+            r#"{"error":"unauthorized"}"#.to_owned(),
+        );
+        assert_eq!(send(&app_ok, &forged).await, unauthorized);
+        // The right signature, but the server holds the wrong encryption key: 401 too, not 500.
+        let wrong_key = PgStore::new(pool.clone(), EncryptionKey::generate());
+        let app_wrong = app(wrong_key, org, state.clone());
+        assert_eq!(send(&app_wrong, &signed_by).await, unauthorized);
+        assert_eq!(state.runs.load(Ordering::SeqCst), 1);
+        assert_eq!(rows(&pool, &table, org).await, 1);
+        db.drop_table(&table).await;
+    }
+
+    #[tokio::test]
+    async fn database_down_is_503_with_retry_after_and_recovers() {
+        let db = db!("database_down_is_503_with_retry_after_and_recovers");
+        let table = db.org_table().await;
+        let proxy = pg::Proxy::start(pg::postgres_addr(&db).await).await;
+        let pool = db.app_pool_via(&proxy);
+        let org = org();
+        let secret = format!("hmac-{}", Uuid::new_v4());
+        let store = PgStore::new(pool.clone(), EncryptionKey::generate());
+        store.add_credential(org, &hmac(&secret)).await.unwrap();
+        let state = AppState {
+            pool: pool.clone(),
+            table: table.as_str().into(),
+            runs: Arc::default(),
+        };
+        let app = app(store, org, state.clone());
+        let signed_by = hmac(&secret).build().unwrap();
+        assert_eq!(send(&app, &signed_by).await.0, StatusCode::OK);
+
+        proxy.cut();
+        assert_eq!(
+            send(&app, &signed_by).await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("5".to_owned()),
+                r#"{"error":"service unavailable"}"#.to_owned()
+            )
+        );
+        assert_eq!(
+            state.runs.load(Ordering::SeqCst),
+            1,
+            "handler not run while down"
+        );
+
+        proxy.restore();
+        assert_eq!(
+            send(&app, &signed_by).await,
+            (StatusCode::OK, None, "stored".into())
+        );
+        assert_eq!(state.runs.load(Ordering::SeqCst), 2);
+        assert_eq!(rows(&pool, &table, org).await, 2);
+        db.drop_table(&table).await;
+    }
+}
