@@ -13,7 +13,7 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Body;
@@ -117,10 +117,6 @@ fn bench(c: &mut Criterion) {
     let routers = [("stack", stack(credential.clone())), ("inline", inline())];
 
     let mut group = c.benchmark_group("pipeline");
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
     for (size, label) in SIZES {
         let body = end_of_call_report(size, Tenant::Last);
         group.throughput(Throughput::Bytes(size as u64));
@@ -143,5 +139,10 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // Plots take longer than the measurements; the figures are in the terminal output.
+    config = support::config();
+    targets = bench
+}
 criterion_main!(benches);

@@ -11,7 +11,6 @@
 mod support;
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use vapi_webhooks::ServerMessage;
@@ -22,10 +21,6 @@ use support::{PHONE_NUMBER_ID, SIZES, Tenant, end_of_call_report};
 fn bench(c: &mut Criterion) {
     for tenant in [Tenant::First, Tenant::Last] {
         let mut group = c.benchmark_group(format!("resolve/{}", tenant.label()));
-        group
-            .sample_size(20)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1));
         for (size, label) in SIZES {
             let body = end_of_call_report(size, tenant);
             group.throughput(Throughput::Bytes(size as u64));
@@ -49,5 +44,10 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // Plots take longer than the measurements; the figures are in the terminal output.
+    config = support::config();
+    targets = bench
+}
 criterion_main!(benches);

@@ -15,7 +15,6 @@ mod support;
 
 use std::convert::Infallible;
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -78,10 +77,6 @@ fn bench(c: &mut Criterion) {
     let standard_service = service(standard.clone());
 
     let mut group = c.benchmark_group("verify");
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
     for (size, label) in SIZES {
         let body = end_of_call_report(size, Tenant::Last);
         group.throughput(Throughput::Bytes(size as u64));
@@ -141,5 +136,10 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    // Plots take longer than the measurements; the figures are in the terminal output.
+    config = support::config();
+    targets = bench
+}
 criterion_main!(benches);

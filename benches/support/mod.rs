@@ -113,15 +113,18 @@ pub fn end_of_call_report(size: usize, tenant: Tenant) -> Bytes {
 
     // Repeat the conversation (in `messages` and `artifact.messages`) while it fits, leaving
     // room for the transcript, then pad the transcript to the exact size.
+    // Each turn appears twice; every turn after the first adds a comma to each array.
     let mut messages = Vec::new();
     if full {
+        let mut len = render(&[], "").len();
         loop {
             let turn = &conversation[messages.len() % conversation.len()];
-            messages.push(turn.clone());
-            if render(&messages, "").len() + 512 > size {
-                messages.pop();
+            let grows = 2 * (turn.to_string().len() + usize::from(!messages.is_empty()));
+            if len + grows + 512 > size {
                 break;
             }
+            len += grows;
+            messages.push(turn.clone());
         }
     }
     let base = render(&messages, "").len();
@@ -154,4 +157,14 @@ pub fn now_timestamp() -> String {
         .expect("after 1970")
         .as_secs()
         .to_string()
+}
+
+/// Criterion settings that keep `cargo bench --bench X -- --quick` short on a small machine.
+pub fn config() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .without_plots()
+        .sample_size(20)
+        .nresamples(10_000)
+        .warm_up_time(std::time::Duration::from_millis(200))
+        .measurement_time(std::time::Duration::from_millis(500))
 }
