@@ -453,6 +453,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn depth_scan_skips_strings_and_escapes() {
+        // Brackets inside strings, behind escaped quotes, do not count.
+        let in_string = format!(r#"{{"a":"{}\"{}"}}"#, "[".repeat(200), "{".repeat(200));
+        assert_eq!(check_depth(in_string.as_bytes()), Ok(()));
+        let too_deep = format!(r#"{{"a":"\\"{}"#, "[".repeat(MAX_DEPTH));
+        assert_eq!(check_depth(too_deep.as_bytes()), Err(ProbeError::TooDeep));
+        assert_eq!(after_string(br#"ab\"c"d"#, 0), 6);
+        assert_eq!(after_string(b"ab\\", 0), 3);
+        assert_eq!(after_string(b"abc", 0), 3);
+    }
+
+    #[test]
     fn paths_table_covers_every_location() {
         for (path, _) in LOCATIONS {
             assert!(PATHS.contains(&path), "{path}");
