@@ -41,11 +41,13 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use sha2::{Digest, Sha256};
 
+use crate::credential::{PayloadFormat, PayloadPart};
 use crate::org::OrgId;
 
 #[cfg(feature = "redis")]
@@ -122,9 +124,19 @@ pub trait ReplayStore: Send + Sync + 'static {
 }
 
 /// The in-process [`ReplayStore`]: bounded in entries and age, failing closed when full.
+///
+/// Entries live for the ttl they were inserted with (moka's per-entry expiry). The store counts
+/// its live entries exactly and, **when `limit` entries are live, refuses new deliveries with
+/// [`ReplayStoreError::Full`]** (the guard answers 503 with `Retry-After`) until some expire.
+/// It never evicts a live entry to make room: that would silently let a replay of it through.
+/// A replay of a remembered delivery is still recognised while the store is full.
+///
+/// Size it for the deliveries of one window: `limit` ≥ peak deliveries per second ×
+/// (2 × tolerance + margin). Each entry costs about 150 bytes.
 #[derive(Clone)]
 pub struct InMemoryReplayStore {
     cache: moka::sync::Cache<Arc<str>, Duration>,
+    live: Arc<AtomicU64>,
     limit: u64,
 }
 
@@ -146,29 +158,63 @@ impl InMemoryReplayStore {
     /// The default number of live entries: 100 000.
     pub const DEFAULT_LIMIT: u64 = 100_000;
 
-    /// A store that holds at most `limit` live entries.
+    /// A store that holds at most `limit` live entries (at least 1).
     pub fn new(limit: u64) -> Self {
         let limit = limit.max(1);
+        let live = Arc::new(AtomicU64::new(0));
+        let released = Arc::clone(&live);
         Self {
-            // moka evicts only past its own capacity; the headroom above `limit` keeps its
-            // eventually consistent count from ever evicting a live entry before `limit` refuses.
             cache: moka::sync::Cache::builder()
+                // A backstop only: `live` refuses inserts long before moka would evict.
                 .max_capacity(limit.saturating_mul(2))
                 .expire_after(PerEntryTtl)
+                .eviction_listener(move |_key, _ttl, cause| {
+                    // `Replaced` never happens (entries are only created), and an expired
+                    // entry overwritten by a new one is reported as `Expired`.
+                    if cause != moka::notification::RemovalCause::Replaced {
+                        release_slot(&released);
+                    }
+                })
                 .build(),
+            live,
             limit,
         }
     }
 
-    /// The number of live entries (approximate until pending maintenance runs).
-    pub fn len(&self) -> u64 {
-        self.cache.entry_count()
+    /// The maximum number of live entries.
+    pub fn limit(&self) -> u64 {
+        self.limit
     }
 
-    /// Whether the store holds no live entry.
+    /// The number of entries held (expired ones count until moka's housekeeping drops them).
+    pub fn len(&self) -> u64 {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Whether the store holds no entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Reserves room for one entry, dropping expired ones first if the store looks full.
+    fn reserve(&self) -> bool {
+        let try_reserve = || {
+            self.live
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |live| {
+                    (live < self.limit).then_some(live + 1)
+                })
+                .is_ok()
+        };
+        try_reserve() || {
+            self.cache.run_pending_tasks();
+            try_reserve()
+        }
+    }
+}
+
+/// Gives a reserved slot back; saturating, so a miscount can only make the store stricter.
+fn release_slot(live: &AtomicU64) {
+    let _ = live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
 }
 
 impl Default for InMemoryReplayStore {
@@ -181,7 +227,7 @@ impl fmt::Debug for InMemoryReplayStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InMemoryReplayStore")
             .field("limit", &self.limit)
-            .field("len", &self.cache.entry_count())
+            .field("len", &self.len())
             .finish()
     }
 }
@@ -192,13 +238,18 @@ impl ReplayStore for InMemoryReplayStore {
         if self.cache.contains_key(key) {
             return Ok(false);
         }
-        if self.cache.entry_count() >= self.limit {
-            self.cache.run_pending_tasks();
-            if self.cache.entry_count() >= self.limit {
-                return Err(ReplayStoreError::Full);
-            }
+        if !self.reserve() {
+            tracing::warn!(
+                limit = self.limit,
+                "in-memory replay store is full: refusing new deliveries until entries expire"
+            );
+            return Err(ReplayStoreError::Full);
         }
+        // Atomic: of concurrent identical deliveries exactly one creates the entry.
         let entry = self.cache.entry(Arc::from(key)).or_insert_with(|| ttl);
+        if !entry.is_fresh() {
+            release_slot(&self.live);
+        }
         Ok(entry.is_fresh())
     }
 
@@ -217,14 +268,27 @@ pub struct ReplayGuard {
     fail_open: bool,
 }
 
-/// What the verify layer matched, from which a delivery key is derived.
+/// What identifies a verified delivery, from which its key is derived.
 #[derive(Debug)]
 pub(crate) enum Fingerprint<'a> {
-    /// A message id header's value.
+    /// The signed message id (`{svix-id}`, Standard Webhooks' `webhook-id`).
     MessageId(&'a [u8]),
-    /// The decoded signature that verified the request.
-    Signature(&'a [u8]),
-    /// The raw body (credentials without a per-request signature).
+    /// The payload an HMAC credential signed, i.e. what its signature is unique for. Keyed by
+    /// the payload rather than by the signature bytes so that a request signed with several
+    /// secrets (rotation) is the same delivery whichever of its signatures matches.
+    Signed {
+        /// The template of the credential that matched (it does not use `{svix-id}`).
+        format: &'a PayloadFormat,
+        /// The raw body.
+        body: &'a [u8],
+        /// The timestamp header's value, when the credential has one.
+        timestamp: Option<&'a [u8]>,
+        /// The request method.
+        method: &'a [u8],
+        /// The URL, when the template signs it.
+        url: Option<String>,
+    },
+    /// The raw body (shared-secret and bearer credentials sign nothing per request).
     Body(&'a [u8]),
 }
 
@@ -279,17 +343,49 @@ impl ReplayGuard {
         self
     }
 
-    /// The delivery key: org and a SHA-256 of what identifies the delivery.
+    /// How long a delivery is remembered: a timestamp is accepted while within ±`tolerance`
+    /// of the clock, so up to `2 × tolerance` after it was first accepted, plus the margin.
+    pub(crate) fn ttl(&self, tolerance: Duration) -> Duration {
+        tolerance.saturating_mul(2).saturating_add(self.margin)
+    }
+
+    /// The delivery key: org and a SHA-256 of what identifies the delivery (bodies and ids are
+    /// never stored or sent to the store as such).
     pub(crate) fn key(org: Option<&OrgId>, fingerprint: &Fingerprint<'_>) -> String {
-        let (tag, material): (&[u8], &[u8]) = match fingerprint {
-            Fingerprint::MessageId(id) => (b"id", id),
-            Fingerprint::Signature(sig) => (b"sig", sig),
-            Fingerprint::Body(body) => (b"body", body),
-        };
         let mut hash = Sha256::new();
-        hash.update(tag);
-        hash.update([0]);
-        hash.update(material);
+        match fingerprint {
+            Fingerprint::MessageId(id) => {
+                hash.update(b"id\0");
+                hash.update(id);
+            }
+            Fingerprint::Signed {
+                format,
+                body,
+                timestamp,
+                method,
+                url,
+            } => {
+                hash.update(b"signed\0");
+                // The bytes the MAC was computed over, part by part as `HmacCredential::mac`
+                // feeds them: only signed values, so an attacker can change nothing in the key.
+                for part in format.parts() {
+                    let bytes = match part {
+                        PayloadPart::Literal(text) => text.as_bytes(),
+                        PayloadPart::Body => body,
+                        PayloadPart::Timestamp => timestamp.unwrap_or_default(),
+                        PayloadPart::Method => method,
+                        PayloadPart::Url => url.as_deref().map_or(&[][..], str::as_bytes),
+                        // Keyed as `MessageId` instead.
+                        PayloadPart::MessageId => &[],
+                    };
+                    hash.update(bytes);
+                }
+            }
+            Fingerprint::Body(body) => {
+                hash.update(b"body\0");
+                hash.update(body);
+            }
+        }
         let org = org.map_or_else(|| "-".to_owned(), OrgId::to_string);
         format!("{org}:{}", hex::encode(hash.finalize()))
     }
@@ -315,11 +411,7 @@ impl ReplayGuard {
                 Err(err)
             }
         };
-        match self
-            .store
-            .insert_if_absent(&key, tolerance + self.margin)
-            .await
-        {
+        match self.store.insert_if_absent(&key, self.ttl(tolerance)).await {
             Ok(true) => Ok(Admission::New(key)),
             Ok(false) => Err(ReplayError::Replayed(self.answer)),
             Err(ReplayStoreError::Full) => failed(ReplayError::Full),
@@ -328,9 +420,16 @@ impl ReplayGuard {
     }
 
     /// Forgets a delivery whose handler failed.
-    pub(crate) async fn release(&self, key: &str) {
+    pub(crate) async fn release(&self, org: Option<&OrgId>, key: &str) {
         if let Err(err) = self.store.remove(key).await {
-            tracing::warn!(error = %err, "replay guard could not forget a failed delivery");
+            match org {
+                Some(org) => {
+                    tracing::warn!(org = %org, error = %err, "replay guard could not forget a failed delivery")
+                }
+                None => {
+                    tracing::warn!(error = %err, "replay guard could not forget a failed delivery")
+                }
+            }
         }
     }
 }
