@@ -587,3 +587,265 @@ fn the_guard_and_the_store_debug_without_secrets() {
         "ReplayGuard { margin: 60s, answer: Conflict, fail_open: false, .. }"
     );
 }
+
+#[cfg(feature = "redis")]
+mod redis {
+    //! Against a real Redis at `REDIS_URL`; under `CI=true` its absence fails the test.
+
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicBool;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::AbortHandle;
+    use vapi_webhooks::replay::RedisReplayStore;
+
+    use super::*;
+
+    fn redis_url(test: &str) -> Option<String> {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("{test}: REDIS_URL is not set and CI=true: Redis tests must run in CI")
+            }
+            _ => {
+                eprintln!(
+                    "skipping {test}: REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379)"
+                );
+                None
+            }
+        }
+    }
+
+    /// A key prefix no other test (or run) shares.
+    fn prefix(test: &str) -> String {
+        format!("vapi-webhooks-test:{test}:{}:", uuid::Uuid::new_v4())
+    }
+
+    async fn store(url: &str, prefix: &str) -> RedisReplayStore {
+        RedisReplayStore::connect(url)
+            .await
+            .expect("connect to REDIS_URL")
+            .prefix(prefix)
+    }
+
+    /// A server instance: its own connection to Redis, the shared prefix, real clock.
+    fn server(handler: &Handler, credential: &Credential, store: RedisReplayStore) -> Router {
+        handler.router(
+            SignatureVerifyLayer::new(SingleTenant::new(credential.clone()))
+                .tolerance(Duration::from_secs(30))
+                .replay_guard(ReplayGuard::new(store).margin(Duration::from_secs(5))),
+        )
+    }
+
+    #[tokio::test]
+    async fn two_servers_sharing_redis_refuse_each_others_replays() {
+        let Some(url) = redis_url("two_servers_sharing_redis_refuse_each_others_replays") else {
+            return;
+        };
+        let prefix = prefix("two-servers");
+        let credential = hmac();
+        let (first, second) = (Handler::default(), Handler::default());
+        let server_1 = server(&first, &credential, store(&url, &prefix).await);
+        let server_2 = server(&second, &credential, store(&url, &prefix).await);
+
+        let signed = Signer::new(&credential).headers(BODY);
+        send(&server_1, &signed, BODY).await.assert_handled();
+        send(&server_2, &signed, BODY)
+            .await
+            .assert_acknowledged_replay();
+        assert_eq!((first.runs(), second.runs()), (1, 0));
+
+        // A handler 5xx on one server releases the key for a retry on the other.
+        let failing = Handler {
+            fail_first: 1,
+            ..Handler::default()
+        };
+        let server_3 = server(&failing, &credential, store(&url, &prefix).await);
+        let body = br#"{"message":{"type":"end-of-call-report"}}"#;
+        let other = Signer::new(&credential).headers(body);
+        let failed = send(&server_3, &other, &body[..]).await;
+        assert_eq!(failed.status, StatusCode::INTERNAL_SERVER_ERROR);
+        send(&server_1, &other, &body[..]).await.assert_handled();
+        send(&server_2, &other, &body[..])
+            .await
+            .assert_acknowledged_replay();
+        assert_eq!((first.runs(), second.runs(), failing.runs()), (2, 0, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fifty_concurrent_identical_deliveries_across_two_servers_run_once() {
+        let Some(url) =
+            redis_url("fifty_concurrent_identical_deliveries_across_two_servers_run_once")
+        else {
+            return;
+        };
+        let prefix = prefix("concurrent");
+        let credential = hmac();
+        let handler = Handler {
+            delay: Duration::from_millis(20),
+            ..Handler::default()
+        };
+        let servers = [
+            server(&handler, &credential, store(&url, &prefix).await),
+            server(&handler, &credential, store(&url, &prefix).await),
+        ];
+        let signed = Signer::new(&credential).headers(BODY);
+        let replies = concurrently(50, |i| (servers[i % 2].clone(), signed.clone())).await;
+        assert_exactly_one_handled(&replies);
+        assert_eq!(handler.runs(), 1);
+    }
+
+    /// A TCP proxy in front of Redis that the test can cut (dropping every connection and
+    /// refusing new ones) and restore, so that the shared Redis itself is never stopped.
+    struct Proxy {
+        addr: SocketAddr,
+        up: Arc<AtomicBool>,
+        conns: Arc<Mutex<Vec<AbortHandle>>>,
+        accept: AbortHandle,
+    }
+
+    impl Proxy {
+        async fn start(url: &str) -> Self {
+            let upstream = redis_addr(url);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let up = Arc::new(AtomicBool::new(true));
+            let conns = Arc::new(Mutex::new(Vec::new()));
+            let (is_up, tracked) = (up.clone(), conns.clone());
+            let accept = tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if !is_up.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    tracked.lock().unwrap().push(relay.abort_handle());
+                }
+            })
+            .abort_handle();
+            Self {
+                addr,
+                up,
+                conns,
+                accept,
+            }
+        }
+
+        /// `REDIS_URL` with the host and port replaced by the proxy's.
+        fn url(&self, url: &str) -> String {
+            let upstream = redis_addr(url);
+            url.replacen(&upstream, &self.addr.to_string(), 1)
+        }
+
+        fn cut(&self) {
+            self.up.store(false, Ordering::SeqCst);
+            for conn in self.conns.lock().unwrap().drain(..) {
+                conn.abort();
+            }
+        }
+
+        fn restore(&self) {
+            self.up.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.cut();
+            self.accept.abort();
+        }
+    }
+
+    /// `host:port` of a `redis://[user:pass@]host[:port][/db]` URL.
+    fn redis_addr(url: &str) -> String {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+        let host_port = rest.split('/').next().unwrap();
+        if host_port.contains(':') {
+            host_port.to_owned()
+        } else {
+            format!("{host_port}:6379")
+        }
+    }
+
+    /// A fresh delivery (its own body), so that attempts never replay each other.
+    fn delivery(credential: &Credential, n: usize) -> (HeaderMap, Bytes) {
+        let body = Bytes::from(format!(
+            r#"{{"message":{{"type":"status-update","n":{n}}}}}"#
+        ));
+        (Signer::new(credential).headers(&body), body)
+    }
+
+    #[tokio::test]
+    async fn redis_down_is_a_503_with_retry_after_and_recovers_when_it_returns() {
+        let Some(url) =
+            redis_url("redis_down_is_a_503_with_retry_after_and_recovers_when_it_returns")
+        else {
+            return;
+        };
+        let proxy = Proxy::start(&url).await;
+        let credential = hmac();
+        let handler = Handler::default();
+        let router = server(
+            &handler,
+            &credential,
+            store(&proxy.url(&url), &prefix("down")).await,
+        );
+        let (headers, body) = delivery(&credential, 0);
+        send(&router, &headers, body).await.assert_handled();
+
+        proxy.cut();
+        let (headers, body) = delivery(&credential, 1);
+        let down = send(&router, &headers, body.clone()).await;
+        down.assert_unavailable();
+        assert!(matches!(down.replay_error(), ReplayError::Unavailable(_)));
+        assert_eq!(handler.runs(), 1);
+
+        proxy.restore();
+        // The connection is re-established in the background: poll (bounded) until it is.
+        let mut attempt = 2;
+        let recovered = loop {
+            let (headers, body) = delivery(&credential, attempt);
+            let reply = send(&router, &headers, body.clone()).await;
+            if reply.status != StatusCode::SERVICE_UNAVAILABLE {
+                break (reply, headers, body);
+            }
+            assert!(attempt < 100, "Redis did not come back through the proxy");
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (reply, headers, body) = recovered;
+        reply.assert_handled();
+        send(&router, &headers, body)
+            .await
+            .assert_acknowledged_replay();
+        assert_eq!(handler.runs(), 2);
+    }
+
+    #[tokio::test]
+    async fn fail_open_lets_requests_through_while_redis_is_cut() {
+        let Some(url) = redis_url("fail_open_lets_requests_through_while_redis_is_cut") else {
+            return;
+        };
+        let proxy = Proxy::start(&url).await;
+        let credential = hmac();
+        let handler = Handler::default();
+        let store = store(&proxy.url(&url), &prefix("fail-open")).await;
+        let router = handler.router(
+            SignatureVerifyLayer::new(SingleTenant::new(credential.clone()))
+                .replay_guard(ReplayGuard::new(store).fail_open(true)),
+        );
+        proxy.cut();
+        let (headers, body) = delivery(&credential, 0);
+        send(&router, &headers, body).await.assert_handled();
+        assert_eq!(handler.runs(), 1);
+    }
+}
