@@ -1,41 +1,98 @@
 //! Replay protection: a validly signed request is accepted once.
 //!
 //! A captured, validly signed Vapi request could be sent again within the timestamp window.
-//! Vapi sends no event id, so a delivery is recognised by its organisation and its message id
-//! (Standard Webhooks' `webhook-id`, or the HMAC credential's message id header when the request
-//! carries it), else by the signature that verified it (unique per timestamp and body), else,
-//! for shared-secret and bearer credentials, by a hash of the body.
+//! Vapi sends no event id, so once a request has **verified**, its delivery is identified by its
+//! organisation and:
+//! * the signed message id, when the credential that matched signs `{svix-id}` (Standard
+//!   Webhooks' `webhook-id`): re-signing the same id with a new timestamp is still a replay;
+//! * else the payload the HMAC signature covers (e.g. `{timestamp}.{body}`), which is what the
+//!   signature is unique for; a request signed with several rotated secrets is one delivery
+//!   whichever signature matches;
+//! * else, for shared-secret and bearer credentials (nothing signed per request), the body.
+//!
+//! Only a SHA-256 of these goes to the store, under `org:hash`, so different organisations never
+//! collide and no body or id is stored.
 //!
 //! [`ReplayGuard`] is a step of [`SignatureVerifyLayer`](crate::verify::SignatureVerifyLayer),
 //! off by default and turned on with one line, `.replay_guard(ReplayGuard::in_memory())`. It
-//! remembers each accepted delivery for the timestamp tolerance plus a margin (default 60 s);
-//! after that, the stale timestamp is what rejects a replay. A replay is answered `200` with an
-//! empty body without running the handler (the first delivery was processed), or `409` with
-//! [`ReplayAnswer::Conflict`]. Concurrent identical deliveries run the handler exactly once. If
-//! the handler answers 5xx, the delivery is forgotten so that a retry can succeed.
+//! runs after verification (unauthenticated requests never reach the store) and remembers each
+//! delivery for **2 × tolerance + margin** (margin 60 s by default): a timestamp is accepted
+//! while within ±tolerance of the clock, so for up to 2 × tolerance after its first acceptance;
+//! afterwards the stale timestamp is what rejects a replay. Credentials without a signed
+//! timestamp (shared secret, bearer, HMAC without a timestamp) are protected only while the
+//! delivery is remembered.
+//!
+//! * A replay is answered `200` with an empty body without running the handler (the first
+//!   delivery was processed), or `409` with [`ReplayAnswer::Conflict`].
+//! * Concurrent identical deliveries run the handler exactly once: the store's insert is atomic,
+//!   the others are answered as replays at once.
+//! * If the handler answers 5xx (or the inner service fails), the delivery is forgotten so that
+//!   the sender's retry is accepted. A request abandoned mid-handler (client gone) stays
+//!   remembered.
+//! * A store failure is answered 503 with `Retry-After` (fail closed); with
+//!   [`ReplayGuard::fail_open`] the request proceeds unchecked and a warning is logged.
 //!
 //! Stores:
 //! * [`InMemoryReplayStore`], one process: bounded in entries and age (moka). **When full it
 //!   fails closed**: a new delivery is answered 503 with `Retry-After` (and a warning is
-//!   logged) until entries expire — it never forgets a live entry to make room, which would
-//!   silently let a replay through. Size it for your peak deliveries per window.
-//! * `RedisReplayStore` (feature `redis`), shared by a fleet behind a load balancer: atomic
-//!   `SET key NX PX ttl`. Redis unreachable → 503 with `Retry-After` (fail closed), or, with
-//!   [`ReplayGuard::fail_open`], the request proceeds and a warning is logged.
+//!   logged) until entries expire; it never forgets a live entry to make room, which would
+//!   silently let a replay through.
+//! * `RedisReplayStore` (feature `redis`), shared by a fleet: atomic `SET key NX PX ttl`, 1 s
+//!   operation timeout, configurable key prefix, reconnecting in the background.
 //!
-//! # Example
+//! # Example: on, in-process
 //!
 //! ```
 //! use std::time::Duration;
 //! use vapi_webhooks::replay::{InMemoryReplayStore, ReplayAnswer, ReplayGuard};
+//! use vapi_webhooks::{Credential, SignatureVerifyLayer, SingleTenant};
 //!
-//! // Default: in-process, 100 000 entries, answered 200 without running the handler.
-//! let guard = ReplayGuard::in_memory();
+//! let credential = Credential::vapi_hmac("my-vapi-hmac-secret")?;
+//!
+//! // Default: in-process, 100 000 entries, replays answered 200 without running the handler.
+//! let layer = SignatureVerifyLayer::new(SingleTenant::new(credential.clone()))
+//!     .replay_guard(ReplayGuard::in_memory());
+//!
 //! // Customised: a bigger store, a longer margin, 409 for replays.
 //! let guard = ReplayGuard::new(InMemoryReplayStore::new(1_000_000))
 //!     .margin(Duration::from_secs(120))
 //!     .answer(ReplayAnswer::Conflict);
-//! # let _ = guard;
+//! let layer = SignatureVerifyLayer::new(SingleTenant::new(credential)).replay_guard(guard);
+//! # Ok::<(), vapi_webhooks::CredentialError>(())
+//! ```
+//!
+//! # Several instances behind a load balancer
+//!
+//! An in-process store only knows what its own process saw: a replay sent to another instance
+//! would be accepted. A fleet shares one Redis (feature `redis`):
+//!
+//! * every instance connects its own `RedisReplayStore` to the **same** Redis
+//!   with the **same** key prefix (the default `vapi-webhooks:replay:` is fine; give another
+//!   prefix to each independent deployment sharing that Redis);
+//! * every instance uses the **same** [`tolerance`](crate::verify::SignatureVerifyLayer::tolerance)
+//!   and margin, so that an entry outlives the timestamp window on all of them, and keeps its
+//!   clock in sync (NTP);
+//! * decide once whether Redis being unreachable means 503 (default; Vapi only retries with a
+//!   `backoffPlan`) or [`fail_open`](ReplayGuard::fail_open).
+//!
+//! Redis persistence is not needed: entries live minutes, and losing them on a Redis restart
+//! only reopens the window for requests still within it.
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use vapi_webhooks::replay::{RedisReplayStore, ReplayGuard};
+//! use vapi_webhooks::{Credential, SignatureVerifyLayer, SingleTenant};
+//!
+//! let store = RedisReplayStore::connect("redis://redis.internal:6379")
+//!     .await?
+//!     .prefix("acme-prod:vapi-replay:");
+//! let layer = SignatureVerifyLayer::new(SingleTenant::new(Credential::vapi_hmac("secret")?))
+//!     .tolerance(Duration::from_secs(300)) // the same on every instance
+//!     .replay_guard(ReplayGuard::new(store).margin(Duration::from_secs(60)));
+//! # let _ = layer;
+//! # Ok(()) }
 //! ```
 
 use std::error::Error as StdError;
@@ -259,7 +316,11 @@ impl ReplayStore for InMemoryReplayStore {
     }
 }
 
-/// Replay protection, installed on a `SignatureVerifyLayer` with `.replay_guard(…)`.
+/// Replay protection, installed with
+/// [`SignatureVerifyLayer::replay_guard`](crate::verify::SignatureVerifyLayer::replay_guard);
+/// see the [module docs](self).
+///
+/// Cheap to clone: clones share the store, so one guard may serve several layers.
 #[derive(Clone)]
 pub struct ReplayGuard {
     store: Arc<dyn ReplayStore>,
@@ -337,7 +398,9 @@ impl ReplayGuard {
         self
     }
 
-    /// Lets requests through (with a warning) when the store fails, instead of answering 503.
+    /// Lets requests through unchecked (with a warning naming the org) when the store fails or
+    /// the in-memory store is full, instead of answering 503. Default `false`. A replay of a
+    /// delivery the store still remembers is refused either way.
     pub fn fail_open(mut self, fail_open: bool) -> Self {
         self.fail_open = fail_open;
         self
