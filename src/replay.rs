@@ -183,7 +183,8 @@ pub trait ReplayStore: Send + Sync + 'static {
 /// The in-process [`ReplayStore`]: bounded in entries and age, failing closed when full.
 ///
 /// Entries live for the ttl they were inserted with (moka's per-entry expiry). The store counts
-/// its live entries exactly and, **when `limit` entries are live, refuses new deliveries with
+/// its entries exactly (an expired entry frees its slot when moka drops it, within about a
+/// second of expiring) and, **when `limit` entries are live, refuses new deliveries with
 /// [`ReplayStoreError::Full`]** (the guard answers 503 with `Retry-After`) until some expire.
 /// It never evicts a live entry to make room: that would silently let a replay of it through.
 /// A replay of a remembered delivery is still recognised while the store is full.
@@ -504,5 +505,72 @@ impl fmt::Debug for ReplayGuard {
             .field("answer", &self.answer)
             .field("fail_open", &self.fail_open)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn in_memory_store_counts_live_entries_exactly() {
+        let store = InMemoryReplayStore::new(2);
+        let ttl = Duration::from_secs(60);
+        assert!(store.insert_if_absent("a", ttl).await.unwrap());
+        assert!(!store.insert_if_absent("a", ttl).await.unwrap());
+        assert!(store.insert_if_absent("b", ttl).await.unwrap());
+        assert!(matches!(
+            store.insert_if_absent("c", ttl).await,
+            Err(ReplayStoreError::Full)
+        ));
+        assert_eq!(store.len(), 2);
+
+        // Removing frees a slot; a replay of what remains is still recognised.
+        store.remove("a").await.unwrap();
+        store.cache.run_pending_tasks();
+        assert_eq!(store.len(), 1);
+        assert!(store.insert_if_absent("c", ttl).await.unwrap());
+        assert!(!store.insert_if_absent("b", ttl).await.unwrap());
+        assert_eq!(store.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn expired_entries_make_room_again() {
+        let store = InMemoryReplayStore::new(1);
+        let ttl = Duration::from_secs(60);
+        assert!(
+            store
+                .insert_if_absent("a", Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        // moka drops expired entries on its timer wheel's coarse ticks (about a second): until
+        // then the slot stays taken and the full store keeps refusing. Poll, bounded.
+        let mut attempts = 0;
+        while let Err(ReplayStoreError::Full) = store.insert_if_absent("a", ttl).await {
+            attempts += 1;
+            assert!(attempts < 100, "the expired entry never freed its slot");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.len(), 1);
+        // "a" is remembered again, and the store is full again.
+        assert!(!store.insert_if_absent("a", ttl).await.unwrap());
+        assert!(matches!(
+            store.insert_if_absent("b", ttl).await,
+            Err(ReplayStoreError::Full)
+        ));
+    }
+
+    #[test]
+    fn keys_separate_orgs_and_fingerprint_kinds() {
+        let org = OrgId::new(uuid::Uuid::from_u128(1));
+        let id = ReplayGuard::key(Some(&org), &Fingerprint::MessageId(b"x"));
+        let body = ReplayGuard::key(Some(&org), &Fingerprint::Body(b"x"));
+        let none = ReplayGuard::key(None, &Fingerprint::MessageId(b"x"));
+        assert_ne!(id, body);
+        assert_ne!(id, none);
+        assert!(id.starts_with(&format!("{org}:")));
+        assert!(none.starts_with("-:"));
+        assert_eq!(id.len(), org.to_string().len() + 1 + 64);
     }
 }
