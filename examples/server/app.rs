@@ -179,8 +179,7 @@ impl App {
             orgs: Arc::new(orgs),
             calls,
         };
-        let verify = SignatureVerifyLayer::from_shared(secrets);
-        let _ = config.replay_guard; // TMP-REPLAY
+        let verify = SignatureVerifyLayer::from_shared(secrets).replay_guard(config.replay_guard);
         // Tenant from the payload: saved assistants, squads and phone numbers.
         let by_payload = ServiceBuilder::new()
             .layer(OrgResolveLayer::from_shared(store.clone()))
