@@ -222,11 +222,6 @@ impl App {
         Self { router }
     }
 
-    /// The router.
-    pub fn router(&self) -> Router {
-        self.router.clone()
-    }
-
     /// Serves on `listener` until `shutdown` completes, then drains in-flight requests.
     pub async fn serve(
         self,

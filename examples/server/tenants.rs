@@ -103,9 +103,8 @@ impl Tenants {
                     ));
                 }
                 let (line, _) = line_col(text, value.span().start);
-                let namespace = if key == "id" { "id" } else { key };
                 if let Some((other_line, other)) =
-                    owners.insert((namespace, v.to_owned()), (line, name.to_owned()))
+                    owners.insert((key, v.to_owned()), (line, name.to_owned()))
                 {
                     return Err(at(
                         value.span(),
@@ -116,21 +115,16 @@ impl Tenants {
                 Ok(v.to_owned())
             };
             claim("id", &raw_org.id)?;
-            let collect = |key,
-                           values: &[Spanned<String>],
-                           claim: &mut dyn FnMut(
-                &'static str,
-                &Spanned<String>,
-            ) -> Result<String, TenantsError>| {
+            let mut claim_all = |key: &'static str, values: &[Spanned<String>]| {
                 values
                     .iter()
                     .map(|v| claim(key, v))
                     .collect::<Result<Vec<_>, _>>()
             };
-            let assistants = collect("assistants", &raw_org.assistants, &mut claim)?;
-            let squads = collect("squads", &raw_org.squads, &mut claim)?;
-            let phone_numbers = collect("phone_numbers", &raw_org.phone_numbers, &mut claim)?;
-            let slugs = collect("slugs", &raw_org.slugs, &mut claim)?;
+            let assistants = claim_all("assistants", &raw_org.assistants)?;
+            let squads = claim_all("squads", &raw_org.squads)?;
+            let phone_numbers = claim_all("phone_numbers", &raw_org.phone_numbers)?;
+            let slugs = claim_all("slugs", &raw_org.slugs)?;
             let api_key_text = Spanned::new(
                 raw_org.api_key.span(),
                 raw_org.api_key.get_ref().expose().to_owned(),
@@ -166,11 +160,6 @@ impl Tenants {
             });
         }
         Ok(Self { orgs })
-    }
-
-    /// The organisation with `id`.
-    pub fn org(&self, id: &OrgId) -> Option<&Org> {
-        self.orgs.iter().find(|org| &org.id == id)
     }
 }
 
