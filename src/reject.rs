@@ -157,31 +157,34 @@ impl<B: From<Bytes>> OnReject<B> for DefaultOnReject {
             // An acknowledged replay: a success, so no error body.
             return Response::new(B::from(Bytes::new()));
         }
-        let body: Bytes = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                Bytes::from_static(br#"{"error":"payload too large"}"#)
-            }
-            StatusCode::BAD_REQUEST => Bytes::from_static(br#"{"error":"bad request"}"#),
-            StatusCode::UNAUTHORIZED => Bytes::from_static(br#"{"error":"unauthorized"}"#),
-            StatusCode::CONFLICT => Bytes::from_static(br#"{"error":"duplicate delivery"}"#),
-            StatusCode::SERVICE_UNAVAILABLE => {
-                Bytes::from_static(br#"{"error":"service unavailable"}"#)
-            }
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload too large",
+            StatusCode::BAD_REQUEST => "bad request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::CONFLICT => "duplicate delivery",
+            StatusCode::SERVICE_UNAVAILABLE => "service unavailable",
             // Misconfiguration: the message is written by this crate and names the layer.
-            _ => Bytes::from(serde_json::json!({ "error": rejection.to_string() }).to_string()),
+            _ => return json_error(status, &rejection.to_string()),
         };
-        let mut res = Response::new(B::from(body));
-        *res.status_mut() = status;
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        res
+        json_error(status, message)
     }
+}
+
+/// The crate's one error response shape: `{"error": message}` as JSON, with `Retry-After` on a
+/// 503. Also used by the extractors' rejections, so every answer of the crate looks alike.
+pub(crate) fn json_error<B: From<Bytes>>(status: StatusCode, message: &str) -> Response<B> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut res = Response::new(B::from(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    res
 }
 
 /// Logs `rejection`, builds its response with `on_reject` and attaches the typed reason.
