@@ -43,3 +43,8 @@ pub use crate::resolve::{OrgResolveLayer, TenantLocator};
 pub use crate::store::{AssistantOrgStore, CachedStore, InMemoryStore};
 pub use crate::vapi::{Envelope, ServerMessage};
 pub use crate::verify::{SecretProvider, SignatureVerifyLayer, SingleTenant, Verified};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -7,8 +7,9 @@
 //! | body over the limit | 413 |
 //! | body is not JSON / no tenant key anywhere / body failed mid-stream | 400 |
 //! | unknown tenant, org without credentials, missing or invalid signature, stale or future timestamp | 401, identical body for all |
-//! | store or secret backend failing | 503 with `Retry-After` |
+//! | store or secret backend failing, replay store full or unreachable | 503 with `Retry-After` |
 //! | layer misconfigured | 500, the message names the missing layer |
+//! | replayed delivery ([`crate::replay`]) | 200 with an empty body, or 409 if so configured |
 //!
 //! The typed [`Rejection`] travels in the response extensions for logging; the response itself
 //! comes from an [`OnReject`], [`DefaultOnReject`] unless the layer is given another one (a
@@ -41,6 +42,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::body::BodyError;
 use crate::org::OrgId;
+use crate::replay::ReplayError;
 use crate::resolve::ResolveError;
 use crate::verify::VerifyError;
 
@@ -70,6 +72,9 @@ pub enum Reason {
     /// Verifying the request failed.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The replay guard refused the request: a replay, or its store failed.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
 }
 
 impl Rejection {
@@ -97,6 +102,7 @@ impl Rejection {
             Reason::Body(e) => e.status(),
             Reason::Resolve(e) => e.status(),
             Reason::Verify(e) => e.status(),
+            Reason::Replay(e) => e.status(),
         }
     }
 }
@@ -138,37 +144,47 @@ where
 ///
 /// `413 {"error":"payload too large"}`, `400 {"error":"bad request"}`,
 /// `401 {"error":"unauthorized"}`, `503 {"error":"service unavailable"}` with `Retry-After`,
-/// and for a misconfiguration `500 {"error":"<what is missing>"}`.
+/// and for a misconfiguration `500 {"error":"<what is missing>"}`. A replayed delivery gets
+/// `200` with an empty body (acknowledged: the first delivery was processed) or
+/// `409 {"error":"duplicate delivery"}`, per [`ReplayAnswer`](crate::replay::ReplayAnswer).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultOnReject;
 
 impl<B: From<Bytes>> OnReject<B> for DefaultOnReject {
     fn on_reject(&self, rejection: &Rejection) -> Response<B> {
         let status = rejection.status();
-        let body: Bytes = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                Bytes::from_static(br#"{"error":"payload too large"}"#)
-            }
-            StatusCode::BAD_REQUEST => Bytes::from_static(br#"{"error":"bad request"}"#),
-            StatusCode::UNAUTHORIZED => Bytes::from_static(br#"{"error":"unauthorized"}"#),
-            StatusCode::SERVICE_UNAVAILABLE => {
-                Bytes::from_static(br#"{"error":"service unavailable"}"#)
-            }
-            // Misconfiguration: the message is written by this crate and names the layer.
-            _ => Bytes::from(serde_json::json!({ "error": rejection.to_string() }).to_string()),
-        };
-        let mut res = Response::new(B::from(body));
-        *res.status_mut() = status;
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        if status == StatusCode::OK {
+            // An acknowledged replay: a success, so no error body.
+            return Response::new(B::from(Bytes::new()));
         }
-        res
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload too large",
+            StatusCode::BAD_REQUEST => "bad request",
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::CONFLICT => "duplicate delivery",
+            StatusCode::SERVICE_UNAVAILABLE => "service unavailable",
+            // Misconfiguration: the message is written by this crate and names the layer.
+            _ => return json_error(status, &rejection.to_string()),
+        };
+        json_error(status, message)
     }
+}
+
+/// The crate's one error response shape: `{"error": message}` as JSON, with `Retry-After` on a
+/// 503. Also used by the extractors' rejections, so every answer of the crate looks alike.
+pub(crate) fn json_error<B: From<Bytes>>(status: StatusCode, message: &str) -> Response<B> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut res = Response::new(B::from(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    res
 }
 
 /// Logs `rejection`, builds its response with `on_reject` and attaches the typed reason.

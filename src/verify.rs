@@ -100,6 +100,7 @@ use crate::credential::{
 };
 use crate::org::{OrgContext, OrgId};
 use crate::reject::{DefaultOnReject, OnReject, Reason, Rejection, respond};
+use crate::replay::{Admission, Fingerprint, ReplayGuard};
 
 /// An organisation's credentials, cheap to clone.
 pub type Credentials = Arc<[Credential]>;
@@ -279,6 +280,7 @@ pub enum TimestampUnit {
 
 #[derive(Clone)]
 struct Config {
+    replay: Option<ReplayGuard>,
     tolerance: Duration,
     unit: TimestampUnit,
     clock: Arc<dyn Clock>,
@@ -293,6 +295,7 @@ impl fmt::Debug for Config {
             .field("timestamp_unit", &self.unit)
             .field("body_limit", &self.body_limit)
             .field("public_url", &self.public_url)
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
@@ -322,6 +325,7 @@ impl<P: SecretProvider + ?Sized> SignatureVerifyLayer<P> {
         Self {
             provider,
             config: Arc::new(Config {
+                replay: None,
                 tolerance: DEFAULT_TOLERANCE,
                 unit: TimestampUnit::Auto,
                 clock: Arc::new(SystemClock),
@@ -367,6 +371,30 @@ impl<P: ?Sized, R> SignatureVerifyLayer<P, R> {
     pub fn public_url(mut self, base: impl Into<String>) -> Self {
         let base = base.into();
         Arc::make_mut(&mut self.config).public_url = Some(base.trim_end_matches('/').into());
+        self
+    }
+
+    /// Accepts each delivery once: see [`crate::replay`]. Off by default.
+    ///
+    /// After a request verifies, its delivery key (org + signed message id, else the signed
+    /// payload, else the body for shared-secret and bearer credentials) is remembered for
+    /// 2 × [`tolerance`](Self::tolerance) + the guard's margin. A replay is answered by the
+    /// guard's [`ReplayAnswer`](crate::replay::ReplayAnswer) (default `200`, empty body)
+    /// without running the inner service; a store failure is a 503 with `Retry-After` unless
+    /// the guard [fails open](ReplayGuard::fail_open). If the inner service answers 5xx (or
+    /// fails), the delivery is forgotten so that the sender's retry is accepted.
+    ///
+    /// ```
+    /// use vapi_webhooks::replay::ReplayGuard;
+    /// use vapi_webhooks::{Credential, SignatureVerifyLayer, SingleTenant};
+    ///
+    /// let credential = Credential::vapi_hmac("my-vapi-hmac-secret")?;
+    /// let layer = SignatureVerifyLayer::new(SingleTenant::new(credential))
+    ///     .replay_guard(ReplayGuard::in_memory());
+    /// # Ok::<(), vapi_webhooks::CredentialError>(())
+    /// ```
+    pub fn replay_guard(mut self, guard: ReplayGuard) -> Self {
+        Arc::make_mut(&mut self.config).replay = Some(guard);
         self
     }
 
@@ -447,6 +475,7 @@ impl<S, P, R, ReqBody, ResBody> Service<Request<ReqBody>> for SignatureVerify<S,
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
     P: SecretProvider + ?Sized,
     R: OnReject<ResBody>,
     ReqBody: Body + From<Bytes> + Send + 'static,
@@ -480,11 +509,33 @@ where
                 Ok(credentials) => credentials,
                 Err(err) => return Ok(reject(VerifyError::from(err).into())),
             };
-            if let Err(err) = verify_request(&credentials, &req, &body, &config) {
-                return Ok(reject(err.into()));
-            }
+            let fingerprint = match verify_request(&credentials, &req, &body, &config) {
+                Ok(fingerprint) => fingerprint,
+                Err(err) => return Ok(reject(err.into())),
+            };
+            let Some(guard) = &config.replay else {
+                req.extensions_mut().insert(Verified { org });
+                return inner.call(req).await;
+            };
+            let admission = match guard
+                .admit(org.as_ref(), &fingerprint, config.tolerance)
+                .await
+            {
+                Ok(admission) => admission,
+                Err(err) => return Ok(reject(err.into())),
+            };
             req.extensions_mut().insert(Verified { org });
-            inner.call(req).await
+            let result = inner.call(req).await;
+            if let Admission::New(key) = admission {
+                // A failed delivery is forgotten so that the sender's retry is accepted.
+                let failed = result
+                    .as_ref()
+                    .map_or(true, |res| res.status().is_server_error());
+                if failed {
+                    guard.release(org.as_ref(), &key).await;
+                }
+            }
+            result
         };
         ResponseFuture {
             inner: Box::pin(future),
@@ -518,28 +569,30 @@ impl<T, E> fmt::Debug for ResponseFuture<T, E> {
     }
 }
 
-/// Passes if any credential active at the clock's `now` verifies the request; otherwise the
+/// Passes if any credential active at the clock's `now` verifies the request, with what
+/// identifies the delivery for the replay guard (cheap: nothing is hashed here); otherwise the
 /// first credential's reason (all of them are the same 401).
-fn verify_request<B>(
-    credentials: &[Credential],
-    req: &Request<B>,
-    body: &[u8],
+fn verify_request<'a, B>(
+    credentials: &'a [Credential],
+    req: &'a Request<B>,
+    body: &'a [u8],
     config: &Config,
-) -> Result<(), VerifyError> {
+) -> Result<Fingerprint<'a>, VerifyError> {
     let now = config.clock.now();
     let mut first_error = None;
     for credential in credentials.iter().filter(|c| c.is_active(now)) {
         let outcome = match credential.kind() {
             CredentialKind::Hmac(hmac) => verify_hmac(hmac, req, body, now, config),
             CredentialKind::SecretHeader(secret) => {
-                verify_header_secret(secret, req.headers(), None)
+                verify_header_secret(secret, req.headers(), None).map(|()| Fingerprint::Body(body))
             }
             CredentialKind::Bearer(secret) => {
                 verify_header_secret(secret, req.headers(), Some("bearer"))
+                    .map(|()| Fingerprint::Body(body))
             }
         };
         match outcome {
-            Ok(()) => return Ok(()),
+            Ok(fingerprint) => return Ok(fingerprint),
             Err(err) => {
                 first_error.get_or_insert(err);
             }
@@ -548,13 +601,13 @@ fn verify_request<B>(
     Err(first_error.unwrap_or(VerifyError::NoCredentials))
 }
 
-fn verify_hmac<B>(
-    hmac: &HmacCredential,
-    req: &Request<B>,
-    body: &[u8],
+fn verify_hmac<'a, B>(
+    hmac: &'a HmacCredential,
+    req: &'a Request<B>,
+    body: &'a [u8],
     now: SystemTime,
     config: &Config,
-) -> Result<(), VerifyError> {
+) -> Result<Fingerprint<'a>, VerifyError> {
     let headers = req.headers();
     let signatures = headers.get_all(hmac.signature_header_name());
     if signatures.iter().all(|value| value.is_empty()) {
@@ -621,11 +674,19 @@ fn verify_hmac<B>(
             matched |= bool::from(decoded.ct_eq(&expected));
         }
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(VerifyError::InvalidSignature)
+    if !matched {
+        return Err(VerifyError::InvalidSignature);
     }
+    Ok(match message_id {
+        Some(id) => Fingerprint::MessageId(id),
+        None => Fingerprint::Signed {
+            format,
+            body,
+            timestamp,
+            method: req.method().as_str().as_bytes(),
+            url,
+        },
+    })
 }
 
 /// Decodes one signature token; `None` when it is not valid in `encoding` or cannot decode to

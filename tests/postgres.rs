@@ -804,11 +804,12 @@ mod extractor {
     }
 }
 
-/// `SignatureVerifyLayer` over `PgStore`, with the `OrgTransaction` extractor in the handler.
-/// (`OrgResolveLayer` is stood in for by a layer inserting the `OrgContext`.)
+/// `OrgResolveLayer` + `SignatureVerifyLayer` over `PgStore` (and over `CachedStore<PgStore>`),
+/// with the `OrgTransaction` extractor in the handler.
 mod layers {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use axum::Router;
     use axum::body::Body;
@@ -817,14 +818,16 @@ mod layers {
     use http::{Request, StatusCode, header};
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
-    use tower::util::MapRequestLayer;
     use vapi_webhooks::postgres::OrgTransaction;
+    use vapi_webhooks::reject::Reason;
+    use vapi_webhooks::resolve::ResolveError;
     use vapi_webhooks::testing::Signer;
-    use vapi_webhooks::{Credential, KeySource, OrgContext, SignatureVerifyLayer};
+    use vapi_webhooks::verify::VerifyError;
+    use vapi_webhooks::{
+        CachedStore, Credential, Org, OrgResolveLayer, Rejection, SignatureVerifyLayer,
+    };
 
     use super::*;
-
-    const BODY: &[u8] = br#"{"message":{"type":"status-update","call":{"assistantId":"asst"}}}"#;
 
     #[derive(Clone)]
     struct AppState {
@@ -857,33 +860,82 @@ mod layers {
         "stored"
     }
 
-    fn app(store: PgStore, org: OrgId, state: AppState) -> Router {
+    /// The real stack: the org from the payload's assistant id, then its credentials.
+    fn app(store: PgStore, state: AppState) -> Router {
         Router::new()
             .route("/hook", post(handler))
-            .layer(SignatureVerifyLayer::new(store))
-            .layer(MapRequestLayer::new(move |mut req: Request<Body>| {
-                req.extensions_mut().insert(OrgContext::new(
-                    org,
-                    TenantKey::Assistant("asst".into()),
-                    KeySource::Payload("message.call.assistantId"),
-                ));
-                req
-            }))
+            .layer(SignatureVerifyLayer::new(store.clone()))
+            .layer(OrgResolveLayer::new(store))
             .with_state(state)
     }
 
-    async fn send(app: &Router, credential: &Credential) -> (StatusCode, Option<String>, String) {
-        let mut req = Request::post("/hook").body(Body::from(BODY)).unwrap();
+    /// A status update naming `assistant`.
+    fn status_update(assistant: &str) -> String {
+        serde_json::json!({"message": {"type": "status-update", "call": {"assistantId": assistant}}})
+            .to_string()
+    }
+
+    /// A fresh assistant key, mapped to `org` in `store`.
+    async fn assistant_of(store: &PgStore, org: OrgId) -> TenantKey {
+        let key = TenantKey::Assistant(format!("asst_{}", Uuid::new_v4().simple()).into());
+        store.add_tenant_key(org, &key).await.unwrap();
+        key
+    }
+
+    /// Status, `Retry-After`, body, and which layer rejected (if one did).
+    type Answer = (StatusCode, Option<String>, String, Option<&'static str>);
+
+    async fn send(app: &Router, body: &str, credential: &Credential) -> Answer {
+        let mut req = Request::post("/hook")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
         req.headers_mut()
-            .extend(Signer::new(credential).headers(BODY));
+            .extend(Signer::new(credential).headers(body.as_bytes()));
         let res = app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let retry = res
             .headers()
             .get(header::RETRY_AFTER)
             .map(|v| v.to_str().unwrap().to_owned());
+        let rejected_by = res
+            .extensions()
+            .get::<Rejection>()
+            .map(|r| match r.reason() {
+                Reason::Resolve(ResolveError::Store(_)) => "resolve: store",
+                Reason::Resolve(_) => "resolve",
+                Reason::Verify(VerifyError::Provider(_)) => "verify: provider",
+                Reason::Verify(_) => "verify",
+                _ => "other",
+            });
         let body = res.into_body().collect().await.unwrap().to_bytes();
-        (status, retry, String::from_utf8(body.to_vec()).unwrap())
+        (
+            status,
+            retry,
+            String::from_utf8(body.to_vec()).unwrap(),
+            rejected_by,
+        )
+    }
+
+    fn ok(text: &str) -> Answer {
+        (StatusCode::OK, None, text.to_owned(), None)
+    }
+
+    fn unauthorized(by: &'static str) -> Answer {
+        (
+            StatusCode::UNAUTHORIZED,
+            None,
+            r#"{"error":"unauthorized"}"#.to_owned(),
+            Some(by),
+        )
+    }
+
+    fn unavailable(by: &'static str) -> Answer {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("5".to_owned()),
+            r#"{"error":"service unavailable"}"#.to_owned(),
+            Some(by),
+        )
     }
 
     async fn rows(pool: &PgPool, table: &str, org: OrgId) -> i64 {
@@ -899,41 +951,64 @@ mod layers {
         let db = db!("verified_request_reaches_org_transaction_and_wrong_key_is_401");
         let table = db.org_table().await;
         let pool = db.app_pool(2).await;
-        let org = org();
+        let (org, other) = (org(), org());
         let secret = format!("hmac-{}", Uuid::new_v4());
         let store = PgStore::new(pool.clone(), EncryptionKey::generate());
+        let key = assistant_of(&store, org).await;
         store.add_credential(org, &hmac(&secret)).await.unwrap();
+        let other_secret = format!("hmac-{}", Uuid::new_v4());
+        let other_key = assistant_of(&store, other).await;
+        store
+            .add_credential(other, &hmac(&other_secret))
+            .await
+            .unwrap();
         let state = AppState {
             pool: pool.clone(),
             table: table.as_str().into(),
             runs: Arc::default(),
         };
         let signed_by = hmac(&secret).build().unwrap();
+        let body = status_update(key.value());
 
-        let app_ok = app(store.clone(), org, state.clone());
-        assert_eq!(
-            send(&app_ok, &signed_by).await,
-            (StatusCode::OK, None, "stored".into())
-        );
+        let app_ok = app(store.clone(), state.clone());
+        assert_eq!(send(&app_ok, &body, &signed_by).await, ok("stored"));
         assert_eq!(
             rows(&pool, &table, org).await,
             1,
-            "written under the verified org"
+            "written under the resolved, verified org"
         );
 
         // Another secret: 401, handler not run.
         let forged = hmac("not-the-secret").build().unwrap();
-        let unauthorized = (
-            StatusCode::UNAUTHORIZED,
-            None,
-            r#"{"error":"unauthorized"}"#.to_owned(),
+        assert_eq!(send(&app_ok, &body, &forged).await, unauthorized("verify"));
+        // The other org's own secret on this org's body: 401 (credentials follow the body's org).
+        let other_signed = hmac(&other_secret).build().unwrap();
+        assert_eq!(
+            send(&app_ok, &body, &other_signed).await,
+            unauthorized("verify")
         );
-        assert_eq!(send(&app_ok, &forged).await, unauthorized);
+        // An assistant no org owns: 401 from the resolve layer, the same bytes.
+        assert_eq!(
+            send(&app_ok, &status_update("asst_nobody"), &signed_by).await,
+            unauthorized("resolve")
+        );
         // The right signature, but the server holds the wrong encryption key: 401 too, not 500.
         let wrong_key = PgStore::new(pool.clone(), EncryptionKey::generate());
-        let app_wrong = app(wrong_key, org, state.clone());
-        assert_eq!(send(&app_wrong, &signed_by).await, unauthorized);
+        let app_wrong = app(wrong_key, state.clone());
+        assert_eq!(
+            send(&app_wrong, &body, &signed_by).await,
+            unauthorized("verify")
+        );
         assert_eq!(state.runs.load(Ordering::SeqCst), 1);
+        assert_eq!(rows(&pool, &table, org).await, 1);
+
+        // The other org's request is written under the other org only.
+        let other_body = status_update(other_key.value());
+        assert_eq!(
+            send(&app_ok, &other_body, &other_signed).await,
+            ok("stored")
+        );
+        assert_eq!(rows(&pool, &table, other).await, 1);
         assert_eq!(rows(&pool, &table, org).await, 1);
         db.drop_table(&table).await;
     }
@@ -947,24 +1022,23 @@ mod layers {
         let org = org();
         let secret = format!("hmac-{}", Uuid::new_v4());
         let store = PgStore::new(pool.clone(), EncryptionKey::generate());
+        let key = assistant_of(&store, org).await;
         store.add_credential(org, &hmac(&secret)).await.unwrap();
         let state = AppState {
             pool: pool.clone(),
             table: table.as_str().into(),
             runs: Arc::default(),
         };
-        let app = app(store, org, state.clone());
+        let app = app(store, state.clone());
         let signed_by = hmac(&secret).build().unwrap();
-        assert_eq!(send(&app, &signed_by).await.0, StatusCode::OK);
+        let body = status_update(key.value());
+        assert_eq!(send(&app, &body, &signed_by).await, ok("stored"));
 
+        // The resolve layer is the first to need the database: it answers 503.
         proxy.cut();
         assert_eq!(
-            send(&app, &signed_by).await,
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some("5".to_owned()),
-                r#"{"error":"service unavailable"}"#.to_owned()
-            )
+            send(&app, &body, &signed_by).await,
+            unavailable("resolve: store")
         );
         assert_eq!(
             state.runs.load(Ordering::SeqCst),
@@ -973,12 +1047,75 @@ mod layers {
         );
 
         proxy.restore();
-        assert_eq!(
-            send(&app, &signed_by).await,
-            (StatusCode::OK, None, "stored".into())
-        );
+        assert_eq!(send(&app, &body, &signed_by).await, ok("stored"));
         assert_eq!(state.runs.load(Ordering::SeqCst), 2);
         assert_eq!(rows(&pool, &table, org).await, 2);
         db.drop_table(&table).await;
+    }
+
+    async fn whoami(Org(org): Org) -> String {
+        org.org_id.to_string()
+    }
+
+    /// `CachedStore<PgStore>` as both stores of the layers: after the first request, repeats
+    /// are answered from the cache without a query — the database can change, or be gone.
+    #[tokio::test]
+    async fn cached_pg_store_answers_repeats_without_the_database() {
+        let db = db!("cached_pg_store_answers_repeats_without_the_database");
+        let proxy = pg::Proxy::start(pg::postgres_addr(&db).await).await;
+        let store = PgStore::new(db.app_pool_via(&proxy), EncryptionKey::generate());
+        let org = org();
+        let key = assistant_of(&store, org).await;
+        let secret = format!("hmac-{}", Uuid::new_v4());
+        let credential_id = store.add_credential(org, &hmac(&secret)).await.unwrap();
+        let cached = CachedStore::new(store.clone());
+        let app = Router::new()
+            .route("/hook", post(whoami))
+            .layer(SignatureVerifyLayer::new(cached.clone()))
+            .layer(OrgResolveLayer::new(cached.clone()));
+        let signed_by = hmac(&secret).build().unwrap();
+        let body = status_update(key.value());
+        assert_eq!(send(&app, &body, &signed_by).await, ok(&org.to_string()));
+
+        // The database forgets the key and expires the credential; the cache still answers.
+        assert!(store.remove_tenant_key(org, &key).await.unwrap());
+        let an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        assert!(
+            store
+                .expire_credential(org, credential_id, Some(an_hour_ago))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.org_for(&key).await.unwrap(), None);
+        assert!(store.credentials(Some(&org)).await.unwrap().is_empty());
+        assert_eq!(cached.org_for(&key).await.unwrap(), Some(org));
+        assert_eq!(cached.credentials(Some(&org)).await.unwrap().len(), 1);
+        assert_eq!(send(&app, &body, &signed_by).await, ok(&org.to_string()));
+
+        // No database at all: still answered, so no query was made.
+        proxy.cut();
+        assert_eq!(send(&app, &body, &signed_by).await, ok(&org.to_string()));
+
+        // Forgotten answers are asked again: the outage shows (errors are not cached) ...
+        cached.invalidate_all();
+        assert_eq!(
+            send(&app, &body, &signed_by).await,
+            unavailable("resolve: store")
+        );
+        assert_eq!(
+            send(&app, &body, &signed_by).await,
+            unavailable("resolve: store")
+        );
+        // ... and once the database is back, its current answer: the key is gone.
+        proxy.restore();
+        assert_eq!(send(&app, &body, &signed_by).await, unauthorized("resolve"));
+
+        // Entries expire after the TTL: a fresh key, cached, then removed.
+        let short = CachedStore::new(store.clone()).ttl(Duration::from_millis(200));
+        let key = assistant_of(&store, org).await;
+        assert_eq!(short.org_for(&key).await.unwrap(), Some(org));
+        assert!(store.remove_tenant_key(org, &key).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(short.org_for(&key).await.unwrap(), None);
     }
 }

@@ -5,14 +5,12 @@ use std::sync::Arc;
 
 use axum_core::extract::{FromRef, FromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use bytes::Bytes;
+use http::StatusCode;
 use http::request::Parts;
-use http::{HeaderValue, StatusCode, header};
 use sqlx::PgPool;
 
 use super::tx::{OrgTx, begin_org_tx};
 use crate::org::OrgContext;
-use crate::reject::RETRY_AFTER_SECS;
 use crate::verify::Verified;
 
 /// An [`OrgTx`] for the request's organisation, as an axum extractor.
@@ -81,23 +79,12 @@ impl OrgTransactionRejection {
 
 impl IntoResponse for OrgTransactionRejection {
     fn into_response(self) -> Response {
-        let status = self.status();
         // Same bodies as `DefaultOnReject`: a fixed one for 503, the layer's name for a 500.
-        let body = match &self {
-            Self::Database(_) => Bytes::from_static(br#"{"error":"service unavailable"}"#),
-            other => Bytes::from(serde_json::json!({ "error": other.to_string() }).to_string()),
+        let message = match &self {
+            Self::Database(_) => "service unavailable".to_owned(),
+            other => other.to_string(),
         };
-        let mut res = Response::new(body.into());
-        *res.status_mut() = status;
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        res
+        crate::reject::json_error(self.status(), &message)
     }
 }
 

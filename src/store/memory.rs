@@ -13,7 +13,9 @@ use crate::verify::{Credentials, SecretError, SecretProvider};
 /// It is both the [`AssistantOrgStore`] and the [`SecretProvider`] of the organisations it
 /// holds: an organisation without credentials gets an empty list (which the verify layer
 /// answers with 401), and a request without an organisation gets
-/// [`SecretError::OrgRequired`]. Cloning is cheap (one `Arc`).
+/// [`SecretError::OrgRequired`]. Credentials are returned as added, expired ones included:
+/// `SignatureVerifyLayer` uses only those active by its own (injectable) clock. Cloning is cheap
+/// (one `Arc`).
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     inner: Arc<Inner>,
