@@ -1,0 +1,73 @@
+-- wrk script for scripts/load.sh: sends each request of $LOAD_REQUESTS once.
+--
+-- The file holds one request per line: path, `name: value` headers, body, tab-separated. Each
+-- wrk thread takes every n-th line and stops once it has sent all of them (the server's replay
+-- guard would answer a repeat without running the handler), so a run ends at the duration or
+-- when the requests run out, whichever comes first.
+
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local nthreads = tonumber(args[1]) or 1
+  requests = {}
+  local line_no = 0
+  for line in io.lines(os.getenv("LOAD_REQUESTS")) do
+    if line_no % nthreads == id then
+      local fields = {}
+      for field in string.gmatch(line, "[^\t]+") do
+        fields[#fields + 1] = field
+      end
+      local headers = { ["Content-Type"] = "application/json" }
+      for k = 2, #fields - 1 do
+        local name, value = string.match(fields[k], "^([^:]+): (.*)$")
+        headers[name] = value
+      end
+      requests[#requests + 1] = wrk.format("POST", fields[1], headers, fields[#fields])
+    end
+    line_no = line_no + 1
+  end
+  loaded = #requests
+  sent = 0
+  received = 0
+  non2xx = 0
+end
+
+function request()
+  sent = sent + 1
+  if sent >= #requests then
+    wrk.thread:stop()
+  end
+  return requests[math.min(sent, #requests)]
+end
+
+function response(status, headers, body)
+  received = received + 1
+  if status < 200 or status > 299 then
+    non2xx = non2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local received, non2xx, loaded = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    received = received + thread:get("received")
+    non2xx = non2xx + thread:get("non2xx")
+    loaded = loaded + thread:get("loaded")
+  end
+  local seconds = summary.duration / 1e6
+  io.write(string.format("requests        %d answered in %.2f s (%d distinct signed requests loaded)\n",
+    received, seconds, loaded))
+  io.write(string.format("throughput      %.0f requests/s\n", received / seconds))
+  io.write(string.format("latency         p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+  io.write(string.format("non-2xx         %d\n", non2xx))
+  io.write(string.format("socket errors   connect %d, read %d, write %d, timeout %d\n",
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout))
+end

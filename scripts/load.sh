@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# HTTP load test of the example server: distinct signed tool-calls and end-of-call reports for
+# every organisation of the tenants file, over loopback, with wrk.
+#
+#   scripts/load.sh [-d SECONDS] [-n REQUESTS] [-c CONNECTIONS] [-t THREADS] [--tenants FILE]
+#
+# Prints requests/s, p50/p99 latency, the non-2xx count and the server's peak RSS (VmHWM).
+# The run ends after SECONDS (default 20) or once the REQUESTS distinct requests (default
+# 30000) are sent, whichever comes first: the server's replay guard would answer a repeated
+# request without running the handler, so none is sent twice. Signatures are valid ±300 s, so
+# the requests are generated right before the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=20
+count=30000
+connections=16
+threads=1
+tenants=examples/tenants.toml
+
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -d|--duration) duration="$2"; shift 2 ;;
+    -n|--requests) count="$2"; shift 2 ;;
+    -c|--connections) connections="$2"; shift 2 ;;
+    -t|--threads) threads="$2"; shift 2 ;;
+    --tenants) tenants="$2"; shift 2 ;;
+    -h|--help) usage 0 ;;
+    *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
+  esac
+done
+
+if ! command -v wrk >/dev/null; then
+  echo "==> installing wrk" >&2
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  $sudo apt-get install -y -qq wrk >&2
+fi
+
+echo "==> building the example server and the request generator (release)" >&2
+cargo build --release --quiet --example server --example loadgen
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+# The binary itself, not `cargo run`, so that the PID (and its VmHWM) is the server's.
+RUST_LOG="${RUST_LOG:-warn}" target/release/examples/server \
+  --tenants "$tenants" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+url=""
+for _ in $(seq 1 100); do
+  url="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/server.out" 2>/dev/null | head -1 || true)"
+  [[ -n "$url" ]] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "the server exited:" >&2
+    cat "$work/server.err" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [[ -z "$url" ]]; then
+  echo "the server printed no address in 10 s" >&2
+  exit 1
+fi
+
+echo "==> signing $count distinct requests" >&2
+target/release/examples/loadgen --tenants "$tenants" --count "$count" --out "$work/requests.tsv"
+
+echo "==> wrk: ${duration}s, $connections connections, $threads thread(s), $url" >&2
+LOAD_REQUESTS="$work/requests.tsv" wrk --threads "$threads" --connections "$connections" \
+  --duration "${duration}s" --timeout 10s --script scripts/load.lua "$url" -- "$threads" \
+  | sed -n '/^requests /,$p'
+
+awk '/^VmHWM:/ {printf "server peak RSS %.1f MiB (VmHWM)\n", $2 / 1024}' "/proc/$server_pid/status"
