@@ -27,13 +27,18 @@ fn bench(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("probe", label), |b| {
                 b.iter(|| {
                     let keys = probe(black_box(&body)).expect("probe");
-                    assert_eq!(keys.get("message.call.phoneNumberId"), Some(PHONE_NUMBER_ID));
+                    assert_eq!(
+                        keys.get("message.call.phoneNumberId"),
+                        Some(PHONE_NUMBER_ID)
+                    );
                 })
             });
             group.bench_function(BenchmarkId::new("value", label), |b| {
                 b.iter(|| {
-                    black_box(serde_json::from_slice::<serde_json::Value>(black_box(&body)))
-                        .expect("JSON")
+                    black_box(serde_json::from_slice::<serde_json::Value>(black_box(
+                        &body,
+                    )))
+                    .expect("JSON")
                 })
             });
             group.bench_function(BenchmarkId::new("typed", label), |b| {

@@ -111,7 +111,9 @@ fn bench(c: &mut Criterion) {
         });
 
         let standard_headers = Signer::new(&standard).headers(&body);
-        webhook.verify(&body, &standard_headers).expect("crate accepts");
+        webhook
+            .verify(&body, &standard_headers)
+            .expect("crate accepts");
         let res = rt.block_on(
             standard_service
                 .clone()

@@ -83,7 +83,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .phone_numbers
                 .first()
                 .map(|id| ("phoneNumberId", id.as_str()))
-                .or_else(|| org.assistants.first().map(|id| ("assistantId", id.as_str())));
+                .or_else(|| {
+                    org.assistants
+                        .first()
+                        .map(|id| ("assistantId", id.as_str()))
+                });
             let slug = org.slugs.first().map(String::as_str);
             (payload_key.is_some() || slug.is_some()).then_some(Target {
                 org,

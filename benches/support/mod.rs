@@ -57,7 +57,10 @@ const FIXTURE: &str = include_str!(concat!(
 /// valid Vapi message naming [`PHONE_NUMBER_ID`].
 pub fn end_of_call_report(size: usize, tenant: Tenant) -> Bytes {
     let fixture: Value = serde_json::from_str(FIXTURE).expect("fixture is JSON");
-    let message = fixture["message"].as_object().expect("message object").clone();
+    let message = fixture["message"]
+        .as_object()
+        .expect("message object")
+        .clone();
     let field = |name: &str| message.get(name).cloned().unwrap_or(Value::Null);
 
     let full = size >= 8 * 1024;
@@ -128,7 +131,10 @@ pub fn end_of_call_report(size: usize, tenant: Tenant) -> Bytes {
         }
     }
     let base = render(&messages, "").len();
-    assert!(base < size, "{size} bytes is too small for a report ({base})");
+    assert!(
+        base < size,
+        "{size} bytes is too small for a report ({base})"
+    );
     const LINE: &str = "User: What's the weather in Danville, California? AI: It is windy. ";
     let transcript: String = LINE.chars().cycle().take(size - base).collect();
     let body = render(&messages, &transcript);

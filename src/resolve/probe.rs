@@ -229,7 +229,10 @@ fn check_depth(body: &[u8]) -> Result<(), ProbeError> {
 /// The index just past the closing quote of the string whose content starts at `i`, or the
 /// end of the body when the string is unterminated. A backslash hides the byte after it.
 fn after_string(body: &[u8], mut i: usize) -> usize {
-    while let Some(found) = body.get(i..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+    while let Some(found) = body
+        .get(i..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
         let at = i + found;
         if body[at] == b'"' {
             return at + 1;
