@@ -25,6 +25,7 @@ pub struct Org {
     pub phone_numbers: Vec<String>,
     pub slugs: Vec<String>,
     /// As written (for importing into a database and for signing test requests).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub credential_configs: Vec<CredentialConfig>,
     /// Built and checked.
     pub credentials: Vec<Credential>,
