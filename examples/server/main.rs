@@ -134,7 +134,25 @@ async fn build(args: &Args) -> Result<app::App, String> {
     app::App::in_memory(load(&path)?, config)
 }
 
+/// Ctrl-C, or SIGTERM (what process managers send): stop accepting, finish in-flight requests.
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
     tracing::info!("shutting down");
 }
