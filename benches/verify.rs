@@ -39,15 +39,24 @@ fn request(body: &Bytes, headers: &HeaderMap) -> Req {
     req
 }
 
-/// The layer over a service that answers 200 with an empty body.
+/// A service that answers 200 with an empty body.
+fn ok_service() -> impl Service<
+    Req,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+> + Clone
++ Send {
+    service_fn(|_req: Req| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) })
+}
+
+/// The layer over [`ok_service`].
 fn service(
     credential: Credential,
 ) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible> + Clone {
     ServiceBuilder::new()
         .layer(SignatureVerifyLayer::new(SingleTenant::new(credential)))
-        .service(service_fn(|_req: Req| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-        }))
+        .service(ok_service())
 }
 
 /// What any verifier has to do: MAC `{timestamp}.{body}`, decode the hex header, compare.
@@ -94,6 +103,18 @@ fn bench(c: &mut Criterion) {
                 || request(&body, &vapi_headers),
                 |req| {
                     let svc = vapi_service.clone();
+                    async move { black_box(svc.oneshot(req).await) }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        // The same request and response through the bare inner service: what the harness
+        // itself costs (building, moving and dropping them), so `layer - harness` is the layer.
+        group.bench_function(BenchmarkId::new("harness", label), |b| {
+            b.to_async(&rt).iter_batched(
+                || request(&body, &vapi_headers),
+                |req| {
+                    let svc = ok_service();
                     async move { black_box(svc.oneshot(req).await) }
                 },
                 BatchSize::SmallInput,
