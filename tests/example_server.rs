@@ -125,12 +125,17 @@ impl Server {
     }
 }
 
-fn tool_calls_for_assistant(assistant: &str) -> Vec<u8> {
-    let mut message = fixture("vapi4k_toolRequest1.json");
+/// A copy of fixture `name` whose only tenant key is `assistant` (its phone number removed).
+fn naming_assistant(name: &str, assistant: &str) -> Value {
+    let mut message = fixture(name);
     message["message"]["call"]["phoneNumberId"] = Value::Null;
     message["message"]["phoneNumber"] = Value::Null;
     message["message"]["call"]["assistantId"] = json!(assistant);
-    serde_json::to_vec(&message).unwrap()
+    message
+}
+
+fn tool_calls_for_assistant(assistant: &str) -> Vec<u8> {
+    serde_json::to_vec(&naming_assistant("vapi4k_toolRequest1.json", assistant)).unwrap()
 }
 
 fn end_of_call_report(call_id: &str) -> Vec<u8> {
@@ -255,10 +260,7 @@ async fn end_of_call_report_is_stored_once_and_listed_only_for_its_org() {
 async fn cross_tenant_and_tampered_requests_are_refused_and_store_nothing() {
     let server = Server::start().await;
     // A payload naming Org B's assistant, signed with Org A's valid credential.
-    let mut message = fixture("vapi4k_endOfCallReportRequest.json");
-    message["message"]["call"]["phoneNumberId"] = Value::Null;
-    message["message"]["phoneNumber"] = Value::Null;
-    message["message"]["call"]["assistantId"] = json!(ORG_B_ASSISTANT);
+    let message = naming_assistant("vapi4k_endOfCallReportRequest.json", ORG_B_ASSISTANT);
     let body = serde_json::to_vec(&message).unwrap();
     let (status, reply) = server
         .post_signed("/api/webhooks/vapi", "Org A", 0, &body)
@@ -516,10 +518,7 @@ mod postgres {
         );
 
         // Cross-tenant: Org B's assistant, Org A's signature → 401, nothing stored.
-        let mut message = fixture("vapi4k_endOfCallReportRequest.json");
-        message["message"]["call"]["phoneNumberId"] = Value::Null;
-        message["message"]["phoneNumber"] = Value::Null;
-        message["message"]["call"]["assistantId"] = json!(ORG_B_ASSISTANT);
+        let mut message = naming_assistant("vapi4k_endOfCallReportRequest.json", ORG_B_ASSISTANT);
         let cross_id = format!("pg-cross-{}", uuid::Uuid::new_v4());
         message["message"]["call"]["id"] = json!(cross_id);
         let (status, _) = server
