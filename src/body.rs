@@ -1,18 +1,30 @@
 //! Buffering the request body once, within a limit.
 //!
 //! Signatures cover the bytes exactly as received, and the tenant probe reads them before any
-//! handler does, so the layers buffer the body once: [`buffer_request`] reads it up to a limit,
-//! stores the bytes as a [`RawBody`] request extension and rebuilds the request with **its own
-//! body type** from those bytes (`B: From<Bytes>`), so the handler can still read the body. A
-//! request that already carries a [`RawBody`] is not read again.
+//! handler does, so the body is buffered once, by one stage: [`buffer_request`] reads any
+//! [`http_body::Body`] (hyper's `Incoming`, axum's `Body`, tower-http's `Limited` and
+//! decompression bodies, …) up to a limit, stores the bytes as a [`RawBody`] request extension
+//! and lets the request go on with a [`Buffered`] body over **the same bytes** (no copy), so the
+//! handler can still read it.
 //!
 //! * `Content-Length` (or a body's exact size hint) over the limit → [`BodyError::TooLarge`]
 //!   without reading a byte;
 //! * a streamed body that grows past the limit → [`BodyError::TooLarge`] as soon as it does;
-//! * a body that fails mid-stream → [`BodyError::Read`] (a 400, not a 500).
+//! * a body that fails mid-stream → [`BodyError::Read`] (a 400, not a 500);
+//! * a request that already carries a [`RawBody`] is not read again, but its length is still
+//!   checked against the limit: **every limit that is set applies**.
 //!
-//! The layers call this for you; [`DEFAULT_BODY_LIMIT`] is 1 MiB, and each layer takes
-//! `.body_limit(bytes)`.
+//! [`RawBodyLayer`](crate::RawBodyLayer) is that stage as a layer of its own. `OrgResolveLayer` and
+//! `SignatureVerifyLayer` run it themselves when no earlier stage did, each with its own
+//! `.body_limit(bytes)` ([`DEFAULT_BODY_LIMIT`], 1 MiB, by default).
+//!
+//! # Other body limits
+//!
+//! axum's `DefaultBodyLimit` only configures axum's own extractors (`Bytes`, `Json`, …); these
+//! layers read the body before any extractor runs and apply their own limit instead. tower-http's
+//! `RequestBodyLimitLayer` may sit in front: its `Limited` body is read like any other, and the
+//! smaller of the two limits wins (its own error becomes our 413 when `Content-Length` is
+//! absent, or tower-http answers 413 itself when it is present).
 //!
 //! # Example
 //!
@@ -27,24 +39,40 @@
 //! let (req, bytes) = buffer_request(req, DEFAULT_BODY_LIMIT).await.unwrap();
 //! assert_eq!(req.extensions().get::<RawBody>().unwrap().as_bytes(), &bytes);
 //!
-//! // A custom, smaller limit: 14 bytes do not fit in 8.
-//! let req = http::Request::new(Full::new(Bytes::from_static(br#"{"message":{}}"#)));
+//! // Buffered again with a smaller limit: not read twice, but the limit still applies.
 //! let err = buffer_request(req, 8).await.unwrap_err();
 //! assert!(matches!(err, BodyError::TooLarge { limit: 8 }));
 //! # }
 //! ```
+//!
+//! As a stage of its own, in front of everything that reads the body:
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use vapi_webhooks::RawBodyLayer;
+//!
+//! let app: Router = Router::new()
+//!     .route("/webhooks/vapi", post(|body: String| async move { body.len().to_string() }))
+//!     .route_layer(RawBodyLayer::new(256 * 1024));
+//! ```
 
-use std::error::Error as StdError;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode, header};
+use http::{HeaderMap, Request, header};
 use http_body::Body;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+
+use crate::error::BoxError;
+
+pub use crate::error::BodyError;
 
 /// The default body limit: 1 MiB. Real end-of-call reports are about 50 KB for each minute of
 /// call.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The body a request goes on with once it is buffered: the [`RawBody`] bytes, not copied.
+pub type Buffered = Full<Bytes>;
 
 /// The request body as received, stored once in the request extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,60 +85,41 @@ impl RawBody {
     }
 }
 
-/// Why a body could not be buffered.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BodyError {
-    /// The body is larger than the limit (413).
-    #[error("request body is larger than the {limit}-byte limit")]
-    TooLarge {
-        /// The limit, in bytes.
-        limit: usize,
-    },
-    /// The body failed while it was read (400).
-    #[error("request body could not be read")]
-    Read(#[source] Arc<dyn StdError + Send + Sync>),
-}
-
-impl BodyError {
-    /// The status this error is answered with: 413 or 400.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Read(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
 /// Buffers `req`'s body up to `limit` bytes, once.
 ///
-/// Returns the request, rebuilt with its own body type from the bytes and carrying them as a
+/// Returns the request, now with a [`Buffered`] body over the bytes and carrying them as a
 /// [`RawBody`] extension, together with the bytes. If the request already carries a
-/// [`RawBody`], it is returned as it is.
+/// [`RawBody`] (an earlier stage buffered it), that is used and the body is not read again;
+/// its length is still checked against `limit`.
 pub async fn buffer_request<B>(
     req: Request<B>,
     limit: usize,
-) -> Result<(Request<B>, Bytes), BodyError>
+) -> Result<(Request<Buffered>, Bytes), BodyError>
 where
-    B: Body + From<Bytes>,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    B: Body,
+    B::Error: Into<BoxError>,
 {
-    if let Some(raw) = req.extensions().get::<RawBody>() {
-        let bytes = raw.0.clone();
-        return Ok((req, bytes));
+    let (mut parts, body) = req.into_parts();
+    if let Some(RawBody(bytes)) = parts.extensions.get::<RawBody>() {
+        if bytes.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        // The earlier stage left a body over these same bytes: nothing to read.
+        let bytes = bytes.clone();
+        return Ok((Request::from_parts(parts, Full::new(bytes.clone())), bytes));
     }
-    let declared = content_length(req.headers()).unwrap_or(0);
-    if declared > limit as u64 || req.body().size_hint().lower() > limit as u64 {
+    let declared = content_length(&parts.headers).unwrap_or(0);
+    if declared > limit as u64 || body.size_hint().lower() > limit as u64 {
         return Err(BodyError::TooLarge { limit });
     }
-    let (mut parts, body) = req.into_parts();
+    // One frame of `Bytes` (the usual case) is handed over as it is, without a copy.
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.is::<LengthLimitError>() => return Err(BodyError::TooLarge { limit }),
         Err(err) => return Err(BodyError::Read(Arc::from(err))),
     };
     parts.extensions.insert(RawBody(bytes.clone()));
-    Ok((Request::from_parts(parts, B::from(bytes.clone())), bytes))
+    Ok((Request::from_parts(parts, Full::new(bytes.clone())), bytes))
 }
 
 /// A parseable `Content-Length`; anything else is left to the counting reader.

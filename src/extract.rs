@@ -52,11 +52,12 @@ use std::sync::Arc;
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
+use http::StatusCode;
 use http::request::Parts;
-use http::{HeaderValue, StatusCode, header};
 
 use crate::body::RawBody;
 use crate::org::OrgContext;
+use crate::reject::json_error;
 use crate::vapi::{ParseError, ServerMessage, ToolCalls};
 use crate::verify::Verified;
 
@@ -99,13 +100,19 @@ impl ExtractRejection {
         }
     }
 
-    /// The response body: the `Display` text (never a secret, never the request body).
+    /// The `error` text of the response: what is missing for a misconfiguration (written by
+    /// this crate), `bad request` otherwise (never a secret, never the request body).
     pub fn body_text(&self) -> String {
-        self.to_string()
+        if self.status().is_server_error() {
+            self.to_string()
+        } else {
+            "bad request".to_owned()
+        }
     }
 }
 
 impl IntoResponse for ExtractRejection {
+    /// The crate's one error shape, `{"error": …}` as JSON, like the layers' answers.
     fn into_response(self) -> Response {
         let status = self.status();
         if status.is_server_error() {
@@ -113,12 +120,7 @@ impl IntoResponse for ExtractRejection {
         } else {
             tracing::debug!(rejection = %self, "vapi extractor rejected the body");
         }
-        let mut res = (status, self.body_text()).into_response();
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        res
+        json_error(status, &self.body_text())
     }
 }
 
@@ -181,7 +183,8 @@ impl ToolCallsEvent {
             ServerMessage::ToolCalls(_) => Ok(Self(msg)),
             other => Err(ExtractRejection::UnexpectedType {
                 expected: "tool-calls",
-                found: other.type_name().to_owned(),
+                // The sender's text: bounded before it can reach a log.
+                found: other.type_name().chars().take(64).collect(),
             }),
         }
     }
@@ -270,7 +273,7 @@ mod tests {
     fn parts(verified: bool, body: Option<&'static [u8]>) -> Parts {
         let (mut parts, ()) = http::Request::new(()).into_parts();
         if verified {
-            parts.extensions.insert(Verified { org: None });
+            parts.extensions.insert(Verified::new(None, crate::replay::DeliveryKey::from_bytes([0; 32])));
         }
         if let Some(body) = body {
             parts.extensions.insert(RawBody(Bytes::from_static(body)));
@@ -364,10 +367,16 @@ mod tests {
         let err = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
             .await
             .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid Vapi message at `message.call.id`: invalid type"),
+            "{err}"
+        );
         let (status, text) = body_text(err).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
+        // The answer is the crate's JSON shape and names nothing of the body.
         assert!(
-            text.starts_with("invalid Vapi message at `message.call.id`: invalid type"),
+            text == r#"{"error":"bad request"}"#,
             "{text}"
         );
     }
@@ -408,9 +417,13 @@ mod tests {
                 found: "status-update".into()
             }
         );
+        assert_eq!(
+            err.to_string(),
+            "expected a `tool-calls` message, got `status-update`"
+        );
         let (status, text) = body_text(err).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(text, "expected a `tool-calls` message, got `status-update`");
+        assert_eq!(text, r#"{"error":"bad request"}"#);
 
         let none =
             <ToolCallsEvent as OptionalFromRequestParts<()>>::from_request_parts(&mut p, &())

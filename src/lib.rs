@@ -16,9 +16,11 @@
 
 pub mod body;
 pub mod credential;
+pub mod error;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+pub mod layer;
 pub mod org;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -37,12 +39,15 @@ pub use crate::body::RawBody;
 pub use crate::credential::{Credential, CredentialError};
 #[cfg(feature = "axum")]
 pub use crate::extract::{Org, ToolCallsEvent, VapiEvent};
-pub use crate::org::{KeySource, OrgContext, OrgId, TenantKey};
+pub use crate::org::{KeyKind, KeySource, OrgContext, OrgId, TenantKey};
+pub use crate::layer::RawBodyLayer;
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
 pub use crate::resolve::{OrgResolveLayer, TenantLocator};
-pub use crate::store::{AssistantOrgStore, CachedStore, InMemoryStore};
+pub use crate::store::{
+    AssistantOrgStore, CachedStore, InMemoryStore, SecretProvider, SingleTenant,
+};
 pub use crate::vapi::{Envelope, ServerMessage};
-pub use crate::verify::{SecretProvider, SignatureVerifyLayer, SingleTenant, Verified};
+pub use crate::verify::{SignatureVerifyLayer, Verified, Verifier};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -59,6 +59,73 @@ impl fmt::Debug for OrgId {
     }
 }
 
+/// The kinds of [`TenantKey`], each its own namespace.
+///
+/// The one mapping between kinds and their names: stores, configuration and logs all use
+/// [`as_str`](Self::as_str) and [`FromStr`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// A saved Vapi assistant's id: `assistant`.
+    Assistant,
+    /// A Vapi squad's id: `squad`.
+    Squad,
+    /// A Vapi phone number's id: `phone-number`.
+    PhoneNumber,
+    /// A Vapi workflow's id: `workflow`.
+    Workflow,
+    /// Vapi's own organisation id: `vapi-org`.
+    VapiOrg,
+    /// A tenant slug from the server URL: `slug`.
+    Slug,
+}
+
+impl KeyKind {
+    /// Every kind.
+    pub const ALL: [Self; 6] = [
+        Self::Assistant,
+        Self::Squad,
+        Self::PhoneNumber,
+        Self::Workflow,
+        Self::VapiOrg,
+        Self::Slug,
+    ];
+
+    /// The kind's short, stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Assistant => "assistant",
+            Self::Squad => "squad",
+            Self::PhoneNumber => "phone-number",
+            Self::Workflow => "workflow",
+            Self::VapiOrg => "vapi-org",
+            Self::Slug => "slug",
+        }
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not one of [`KeyKind::as_str`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown tenant key kind")]
+pub struct UnknownKeyKind;
+
+impl FromStr for KeyKind {
+    type Err = UnknownKeyKind;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or(UnknownKeyKind)
+    }
+}
+
 /// A value that identifies the organisation a request belongs to.
 ///
 /// The kind matters: an assistant id and a phone number id live in different namespaces, so a
@@ -72,6 +139,8 @@ pub enum TenantKey {
     Squad(Arc<str>),
     /// A Vapi phone number's id.
     PhoneNumber(Arc<str>),
+    /// A Vapi workflow's id.
+    Workflow(Arc<str>),
     /// Vapi's own organisation id, for tenants that bring their own Vapi account.
     VapiOrg(Arc<str>),
     /// A tenant slug the organisation put in its server URL (path, query or header).
@@ -79,15 +148,28 @@ pub enum TenantKey {
 }
 
 impl TenantKey {
-    /// The key's kind as a short, stable name: `assistant`, `squad`, `phone-number`,
-    /// `vapi-org` or `slug`.
-    pub fn kind(&self) -> &'static str {
+    /// A key of `kind` with `value`.
+    pub fn new(kind: KeyKind, value: impl Into<Arc<str>>) -> Self {
+        let value = value.into();
+        match kind {
+            KeyKind::Assistant => Self::Assistant(value),
+            KeyKind::Squad => Self::Squad(value),
+            KeyKind::PhoneNumber => Self::PhoneNumber(value),
+            KeyKind::Workflow => Self::Workflow(value),
+            KeyKind::VapiOrg => Self::VapiOrg(value),
+            KeyKind::Slug => Self::Slug(value),
+        }
+    }
+
+    /// The key's kind.
+    pub fn kind(&self) -> KeyKind {
         match self {
-            Self::Assistant(_) => "assistant",
-            Self::Squad(_) => "squad",
-            Self::PhoneNumber(_) => "phone-number",
-            Self::VapiOrg(_) => "vapi-org",
-            Self::Slug(_) => "slug",
+            Self::Assistant(_) => KeyKind::Assistant,
+            Self::Squad(_) => KeyKind::Squad,
+            Self::PhoneNumber(_) => KeyKind::PhoneNumber,
+            Self::Workflow(_) => KeyKind::Workflow,
+            Self::VapiOrg(_) => KeyKind::VapiOrg,
+            Self::Slug(_) => KeyKind::Slug,
         }
     }
 
@@ -97,6 +179,7 @@ impl TenantKey {
             Self::Assistant(v)
             | Self::Squad(v)
             | Self::PhoneNumber(v)
+            | Self::Workflow(v)
             | Self::VapiOrg(v)
             | Self::Slug(v) => v,
         }

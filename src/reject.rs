@@ -35,92 +35,13 @@
 //! takes(DefaultOnReject);
 //! ```
 
-use std::fmt;
-
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::body::BodyError;
-use crate::org::OrgId;
-use crate::replay::ReplayError;
-use crate::resolve::ResolveError;
-use crate::verify::VerifyError;
+pub use crate::error::{Reason, Rejection};
 
 /// Seconds a client is asked to wait after a 503.
 pub const RETRY_AFTER_SECS: u64 = 5;
-
-/// Why a layer refused a request, with the organisation when it was known.
-///
-/// Inserted into the response extensions of every rejection. Its `Display` names the reason
-/// and the org, never a secret or a body, so it is safe to log.
-#[derive(Clone, Debug)]
-pub struct Rejection {
-    org: Option<OrgId>,
-    reason: Reason,
-}
-
-/// The reason inside a [`Rejection`], one variant per layer concern.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Reason {
-    /// Buffering the body failed.
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    /// Finding the organisation failed.
-    #[error(transparent)]
-    Resolve(#[from] ResolveError),
-    /// Verifying the request failed.
-    #[error(transparent)]
-    Verify(#[from] VerifyError),
-    /// The replay guard refused the request: a replay, or its store failed.
-    #[error(transparent)]
-    Replay(#[from] ReplayError),
-}
-
-impl Rejection {
-    /// Creates a rejection.
-    pub fn new(reason: impl Into<Reason>, org: Option<OrgId>) -> Self {
-        Self {
-            org,
-            reason: reason.into(),
-        }
-    }
-
-    /// The organisation the request was resolved to, if it got that far.
-    pub fn org(&self) -> Option<&OrgId> {
-        self.org.as_ref()
-    }
-
-    /// The reason.
-    pub fn reason(&self) -> &Reason {
-        &self.reason
-    }
-
-    /// The HTTP status of the class this rejection belongs to.
-    pub fn status(&self) -> StatusCode {
-        match &self.reason {
-            Reason::Body(e) => e.status(),
-            Reason::Resolve(e) => e.status(),
-            Reason::Verify(e) => e.status(),
-            Reason::Replay(e) => e.status(),
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.org {
-            Some(org) => write!(f, "org {org}: {}", self.reason),
-            None => fmt::Display::fmt(&self.reason, f),
-        }
-    }
-}
-
-impl std::error::Error for Rejection {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.reason)
-    }
-}
 
 /// Turns a [`Rejection`] into the response the client gets.
 ///
@@ -171,7 +92,8 @@ impl<B: From<Bytes>> OnReject<B> for DefaultOnReject {
 }
 
 /// The crate's one error response shape: `{"error": message}` as JSON, with `Retry-After` on a
-/// 503. Also used by the extractors' rejections, so every answer of the crate looks alike.
+/// 503. The layers' [`DefaultOnReject`] and the extractors' rejections both answer through it,
+/// so every error answer of the crate looks alike.
 pub(crate) fn json_error<B: From<Bytes>>(status: StatusCode, message: &str) -> Response<B> {
     let body = serde_json::json!({ "error": message }).to_string();
     let mut res = Response::new(B::from(Bytes::from(body)));

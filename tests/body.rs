@@ -17,7 +17,7 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
-use vapi_webhooks::body::BodyError;
+use vapi_webhooks::body::{BodyError, Buffered};
 use vapi_webhooks::reject::Reason;
 use vapi_webhooks::testing::Signer;
 use vapi_webhooks::{Credential, RawBody, Rejection, SignatureVerifyLayer, SingleTenant, Verified};
@@ -92,7 +92,7 @@ fn untouchable_service() -> Handled {
     let service =
         ServiceBuilder::new()
             .layer(layer())
-            .service_fn(move |req: Request<Untouchable>| {
+            .service_fn(move |req: Request<Buffered>| {
                 let counter = counter.clone();
                 async move {
                     counter.fetch_add(1, Ordering::SeqCst);

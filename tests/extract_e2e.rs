@@ -179,10 +179,10 @@ async fn extractors_without_the_layers_are_500_naming_the_layer() {
     // Signed, but nothing verifies it: the extractors refuse rather than trust the body.
     let (status, content_type, body) = send(routes(&log), FIXTURE, &credential).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(content_type, "text/plain; charset=utf-8");
+    assert_eq!(content_type, "application/json");
     assert_eq!(
         body,
-        "request was not verified: add SignatureVerifyLayer in front of handlers that use Vapi extractors"
+        r#"{"error":"request was not verified: add SignatureVerifyLayer in front of handlers that use Vapi extractors"}"#
     );
     assert!(log.lock().unwrap().is_empty(), "handler not run");
 }

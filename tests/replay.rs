@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vapi_webhooks::reject::Reason;
 use vapi_webhooks::replay::{
-    InMemoryReplayStore, ReplayAnswer, ReplayError, ReplayGuard, ReplayStore, ReplayStoreError,
+    DeliveryKey, InMemoryReplayStore, ReplayAnswer, ReplayError, ReplayGuard, ReplayStore, ReplayStoreError,
 };
 use vapi_webhooks::testing::Signer;
 use vapi_webhooks::verify::{Credentials, SecretError, SecretProvider, VerifyError};
@@ -197,28 +197,32 @@ async fn a_replay_can_be_answered_409() {
 /// A store whose entries expire by the test's clock, recording the ttl it was asked for.
 struct ClockedStore {
     clock: Arc<AtomicU64>,
-    entries: Mutex<HashMap<String, u64>>,
+    entries: Mutex<HashMap<(Option<OrgId>, DeliveryKey), u64>>,
     ttls: Mutex<Vec<Duration>>,
 }
 
 #[async_trait::async_trait]
 impl ReplayStore for ClockedStore {
-    async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<bool, ReplayStoreError> {
+    async fn insert_if_absent(
+        &self,
+        org: Option<&OrgId>,
+        key: &DeliveryKey,
+        ttl: Duration,
+    ) -> Result<bool, ReplayStoreError> {
         self.ttls.lock().unwrap().push(ttl);
         let now = self.clock.load(Ordering::SeqCst);
         let mut entries = self.entries.lock().unwrap();
-        match entries.get(key) {
+        match entries.get(&(org.copied(), *key)) {
             Some(&expires) if expires > now => Ok(false),
             _ => {
-                entries.insert(key.to_owned(), now + ttl.as_secs());
+                entries.insert((org.copied(), *key), now + ttl.as_secs());
                 Ok(true)
             }
         }
     }
 
-    async fn remove(&self, key: &str) -> Result<(), ReplayStoreError> {
-        self.entries.lock().unwrap().remove(key);
-        Ok(())
+    fn forget(&self, org: Option<&OrgId>, key: &DeliveryKey) {
+        self.entries.lock().unwrap().remove(&(org.copied(), *key));
     }
 }
 
@@ -383,13 +387,16 @@ struct Broken;
 
 #[async_trait::async_trait]
 impl ReplayStore for Broken {
-    async fn insert_if_absent(&self, _: &str, _: Duration) -> Result<bool, ReplayStoreError> {
+    async fn insert_if_absent(
+        &self,
+        _: Option<&OrgId>,
+        _: &DeliveryKey,
+        _: Duration,
+    ) -> Result<bool, ReplayStoreError> {
         Err(ReplayStoreError::backend("connection refused"))
     }
 
-    async fn remove(&self, _: &str) -> Result<(), ReplayStoreError> {
-        Err(ReplayStoreError::backend("connection refused"))
-    }
+    fn forget(&self, _: Option<&OrgId>, _: &DeliveryKey) {}
 }
 
 #[tokio::test]
@@ -579,7 +586,7 @@ fn the_guard_and_the_store_debug_without_secrets() {
     let store = InMemoryReplayStore::new(7);
     assert_eq!(
         format!("{store:?}"),
-        "InMemoryReplayStore { limit: 7, len: 0 }"
+        "InMemoryReplayStore { capacity: 7, len: 0 }"
     );
     let guard = ReplayGuard::new(store).answer(ReplayAnswer::Conflict);
     assert_eq!(

@@ -10,6 +10,7 @@ use http::{HeaderName, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt, service_fn};
 use uuid::Uuid;
+use vapi_webhooks::body::Buffered;
 use vapi_webhooks::reject::Reason;
 use vapi_webhooks::resolve::{ProbeError, ResolveError};
 use vapi_webhooks::store::StoreError;
@@ -64,7 +65,7 @@ where
     let seen = Seen::default();
     let handler = {
         let seen = seen.clone();
-        service_fn(move |req: Request<Body>| {
+        service_fn(move |req: Request<Buffered>| {
             let seen = seen.clone();
             async move {
                 seen.runs.fetch_add(1, Ordering::SeqCst);
@@ -686,7 +687,7 @@ async fn the_handler_gets_the_raw_body_extension() {
     let raw = Arc::new(Mutex::new(None));
     let handler = {
         let raw = raw.clone();
-        service_fn(move |req: Request<Body>| {
+        service_fn(move |req: Request<Buffered>| {
             *raw.lock().unwrap() = req.extensions().get::<RawBody>().cloned();
             async { Ok::<_, Infallible>(Response::new(Body::empty())) }
         })

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, ServiceExt, service_fn};
 use uuid::Uuid;
+use vapi_webhooks::body::Buffered;
 use vapi_webhooks::{InMemoryStore, OrgId, OrgResolveLayer};
 
 const VAPI4K_PHONE: &str = "4a5a04dc-dcbe-45b1-8f64-fd32a253d136";
@@ -79,7 +80,7 @@ async fn org_id_is_recorded_on_the_current_span_without_the_body() {
         "/tests/fixtures/vapi/vapi4k_toolRequest1.json"
     ))
     .unwrap();
-    let service = OrgResolveLayer::new(store).layer(service_fn(|_: Request<Body>| async {
+    let service = OrgResolveLayer::new(store).layer(service_fn(|_: Request<Buffered>| async {
         Ok::<_, Infallible>(Response::new(Body::empty()))
     }));
     let res = service

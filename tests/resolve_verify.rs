@@ -11,6 +11,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use uuid::Uuid;
+use vapi_webhooks::body::Buffered;
 use vapi_webhooks::testing::Signer;
 use vapi_webhooks::{
     CachedStore, Credential, InMemoryStore, OrgContext, OrgId, OrgResolveLayer,
@@ -76,7 +77,7 @@ async fn send(store: InMemoryStore, req: Request<Body>) -> (Response<Body>, usiz
             .layer(SignatureVerifyLayer::new(store))
             .service(service_fn({
                 let runs = runs.clone();
-                move |req: Request<Body>| {
+                move |req: Request<Buffered>| {
                     runs.fetch_add(1, Ordering::SeqCst);
                     let org = req
                         .extensions()

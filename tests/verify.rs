@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
+use vapi_webhooks::body::Buffered;
 use vapi_webhooks::credential::{
     CredentialConfig, HmacAlgorithm, HmacCredential, KindName, SecretString, SignatureEncoding,
 };
@@ -1060,7 +1061,7 @@ async fn debug_and_display_never_show_secrets() {
     let layer = SignatureVerifyLayer::new(SingleTenant::many(credentials.clone())).clock(now);
     let service = tower::Layer::layer(
         &layer,
-        tower::service_fn(|req: Request<Body>| async move {
+        tower::service_fn(|req: Request<Buffered>| async move {
             Ok::<_, Infallible>(Response::new(req.into_body()))
         }),
     );

@@ -104,6 +104,7 @@ where
         match parts.extensions.get::<Verified>() {
             Some(Verified {
                 org: Some(verified),
+                ..
             }) if *verified == org => {}
             _ => return Err(OrgTransactionRejection::NotVerified),
         }

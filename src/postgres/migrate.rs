@@ -10,11 +10,18 @@ pub const SCHEMA: &str = "vapi_webhooks";
 const MIGRATE_LOCK_KEY: i64 = 0x7661_7069_5f77_6831; // "vapi_wh1"
 
 /// (version, name, SQL), in order. Never edit an entry once released: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tenants and credentials",
-    include_str!("migrations/0001_tenants_and_credentials.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tenants and credentials",
+        include_str!("migrations/0001_tenants_and_credentials.sql"),
+    ),
+    (
+        2,
+        "workflow tenant keys",
+        include_str!("migrations/0002_workflow_keys.sql"),
+    ),
+];
 
 /// Why [`migrate`] failed.
 #[derive(Debug, thiserror::Error)]

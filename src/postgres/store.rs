@@ -11,9 +11,8 @@ use uuid::Uuid;
 
 use super::crypto::EncryptionKey;
 use crate::credential::{Credential, CredentialConfig, CredentialError, KindName, SecretString};
-use crate::org::{OrgId, TenantKey};
-use crate::store::{AssistantOrgStore, StoreError};
-use crate::verify::{Credentials, SecretError, SecretProvider};
+use crate::org::{KeyKind, OrgId, TenantKey};
+use crate::store::{AssistantOrgStore, Credentials, SecretError, SecretProvider, StoreError};
 
 /// The id of a stored credential.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -158,7 +157,7 @@ impl PgStore {
              ON CONFLICT (kind, value) DO UPDATE SET org_id = vapi_webhooks.tenant_keys.org_id \
              RETURNING org_id",
         )
-        .bind(key.kind())
+        .bind(key.kind().as_str())
         .bind(key.value())
         .bind(org.as_uuid())
         .fetch_one(&self.pool)
@@ -178,7 +177,7 @@ impl PgStore {
         let done = sqlx::query(
             "DELETE FROM vapi_webhooks.tenant_keys WHERE kind = $1 AND value = $2 AND org_id = $3",
         )
-        .bind(key.kind())
+        .bind(key.kind().as_str())
         .bind(key.value())
         .bind(org.as_uuid())
         .execute(&self.pool)
@@ -376,15 +375,7 @@ fn kind_name(kind: &str) -> Option<KindName> {
 }
 
 fn tenant_key(kind: &str, value: String) -> Option<TenantKey> {
-    let value: Arc<str> = value.into();
-    Some(match kind {
-        "assistant" => TenantKey::Assistant(value),
-        "squad" => TenantKey::Squad(value),
-        "phone-number" => TenantKey::PhoneNumber(value),
-        "vapi-org" => TenantKey::VapiOrg(value),
-        "slug" => TenantKey::Slug(value),
-        _ => return None,
-    })
+    Some(TenantKey::new(kind.parse::<KeyKind>().ok()?, value))
 }
 
 #[async_trait::async_trait]
@@ -393,7 +384,7 @@ impl AssistantOrgStore for PgStore {
         let org: Option<Uuid> = sqlx::query_scalar(
             "SELECT org_id FROM vapi_webhooks.tenant_keys WHERE kind = $1 AND value = $2",
         )
-        .bind(key.kind())
+        .bind(key.kind().as_str())
         .bind(key.value())
         .fetch_optional(&self.pool)
         .await
@@ -535,10 +526,11 @@ mod tests {
             TenantKey::Assistant("a".into()),
             TenantKey::Squad("s".into()),
             TenantKey::PhoneNumber("p".into()),
+            TenantKey::Workflow("w".into()),
             TenantKey::VapiOrg("v".into()),
             TenantKey::Slug("x".into()),
         ] {
-            assert_eq!(tenant_key(key.kind(), key.value().to_owned()), Some(key));
+            assert_eq!(tenant_key(key.kind().as_str(), key.value().to_owned()), Some(key));
         }
     }
 }

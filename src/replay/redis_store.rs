@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{ReplayStore, ReplayStoreError};
+use super::{DeliveryKey, ReplayStore, ReplayStoreError};
+use crate::org::OrgId;
 
 /// A [`ReplayStore`] shared by every server behind a load balancer: atomic `SET key NX PX ttl`.
 ///
@@ -66,12 +67,27 @@ impl fmt::Debug for RedisReplayStore {
     }
 }
 
+impl RedisReplayStore {
+    /// `prefix` + org + `:` + the key in hex: organisations never collide.
+    fn key(&self, org: Option<&OrgId>, key: &DeliveryKey) -> String {
+        match org {
+            Some(org) => format!("{}{org}:{key}", self.prefix),
+            None => format!("{}-:{key}", self.prefix),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl ReplayStore for RedisReplayStore {
-    async fn insert_if_absent(&self, key: &str, ttl: Duration) -> Result<bool, ReplayStoreError> {
+    async fn insert_if_absent(
+        &self,
+        org: Option<&OrgId>,
+        key: &DeliveryKey,
+        ttl: Duration,
+    ) -> Result<bool, ReplayStoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{}{key}", self.prefix))
+            .arg(self.key(org, key))
             .arg(1)
             .arg("NX")
             .arg("PX")
@@ -82,11 +98,32 @@ impl ReplayStore for RedisReplayStore {
         Ok(set.is_some())
     }
 
-    async fn remove(&self, key: &str) -> Result<(), ReplayStoreError> {
+    async fn remove(&self, org: Option<&OrgId>, key: &DeliveryKey) -> Result<(), ReplayStoreError> {
         redis::cmd("DEL")
-            .arg(format!("{}{key}", self.prefix))
+            .arg(self.key(org, key))
             .query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(ReplayStoreError::backend)
+    }
+
+    fn forget(&self, org: Option<&OrgId>, key: &DeliveryKey) {
+        // Called from a drop: the removal runs on the runtime the connection lives on.
+        let key = self.key(org, key);
+        let mut conn = self.conn.clone();
+        let org = org.copied();
+        let forget = async move {
+            if let Err(err) = redis::cmd("DEL").arg(key).query_async::<()>(&mut conn).await {
+                match org {
+                    Some(org) => tracing::warn!(org = %org, error = %err, "replay guard could not forget a delivery"),
+                    None => tracing::warn!(error = %err, "replay guard could not forget a delivery"),
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(forget);
+            }
+            Err(_) => tracing::warn!("replay guard could not forget a delivery: no Tokio runtime"),
+        }
     }
 }

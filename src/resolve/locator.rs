@@ -7,6 +7,8 @@ use std::sync::Arc;
 use http::HeaderName;
 use http::request::Parts;
 
+use super::probe::probe;
+use crate::error::ProbeError;
 use crate::org::{KeySource, TenantKey};
 
 type CustomFn = dyn Fn(&Parts, &[u8]) -> Option<TenantKey> + Send + Sync;
@@ -25,10 +27,10 @@ type CustomFn = dyn Fn(&Parts, &[u8]) -> Option<TenantKey> + Send + Sync;
 /// | [`header`](Self::header) | [`TenantKey::Slug`] | [`KeySource::Header`] with the header name |
 /// | [`custom`](Self::custom) | whatever the closure returns | [`KeySource::Custom`] |
 #[derive(Clone)]
-pub struct TenantLocator(pub(super) Locate);
+pub struct TenantLocator(Locate);
 
 #[derive(Clone)]
-pub(super) enum Locate {
+enum Locate {
     Payload,
     PathAfter(Arc<str>),
     PathSegment(usize),
@@ -43,10 +45,20 @@ impl TenantLocator {
     /// 1. `message.call.assistantId`, `message.assistant.id` → [`TenantKey::Assistant`]
     /// 2. `message.call.squadId` → [`TenantKey::Squad`]
     /// 3. `message.call.phoneNumberId`, `message.phoneNumber.id` → [`TenantKey::PhoneNumber`]
-    /// 4. top-level `assistantId`, `call.assistantId`, `call.metadata.assistantId` (flat payloads
+    /// 4. text chats and sessions (no call): `message.chat.assistantId`,
+    ///    `message.chat.squadId`, `message.session.assistantId`, `message.session.squadId` →
+    ///    [`TenantKey::Assistant`] / [`TenantKey::Squad`]
+    /// 5. `message.call.workflowId` → [`TenantKey::Workflow`]
+    /// 6. top-level `assistantId`, `call.assistantId`, `call.metadata.assistantId` (flat payloads
     ///    from proxies and custom senders) → [`TenantKey::Assistant`]
-    /// 5. `message.call.orgId`, `message.assistant.orgId`, `message.phoneNumber.orgId` →
+    /// 7. `message.call.orgId`, `message.assistant.orgId`, `message.phoneNumber.orgId` →
     ///    [`TenantKey::VapiOrg`], which counts only if the store maps it.
+    ///
+    /// Every `ServerMessage*` schema of Vapi's OpenAPI carries `call`, `assistant`,
+    /// `phoneNumber` and `chat` (the `session.*` messages also `session`), so the order is: the
+    /// most specific saved entity first (the assistant answering), then the squad and the
+    /// number it runs on, then the chat/session ids of messages without a call, then the
+    /// workflow.
     ///
     /// `null` and `""` count as absent. The body is read by [`probe`](super::probe): a body that
     /// is not JSON, nests too deeply or repeats a tenant field is refused (400) as soon as this
@@ -94,12 +106,30 @@ impl TenantLocator {
         Self(Locate::Custom(Arc::new(locate)))
     }
 
+    /// What this locator finds in a request: a key that decides, and a Vapi org id that counts
+    /// only if the store maps it.
+    pub(super) fn locate(&self, parts: &Parts, body: &[u8]) -> Result<Located, ProbeError> {
+        if let Locate::Payload = self.0 {
+            let keys = probe(body)?;
+            return Ok(Located {
+                decisive: keys.primary(),
+                weak: keys.vapi_org(),
+            });
+        }
+        Ok(match self.locate_in_head(parts, body) {
+            Some(found @ (TenantKey::VapiOrg(_), _)) => Located {
+                decisive: None,
+                weak: Some(found),
+            },
+            found => Located {
+                decisive: found,
+                weak: None,
+            },
+        })
+    }
+
     /// Looks in the request head (every locator but [`payload`](Self::payload)).
-    pub(super) fn locate_in_head(
-        &self,
-        parts: &Parts,
-        body: &[u8],
-    ) -> Option<(TenantKey, KeySource)> {
+    fn locate_in_head(&self, parts: &Parts, body: &[u8]) -> Option<(TenantKey, KeySource)> {
         let (key, source) = match &self.0 {
             Locate::Payload => return None,
             Locate::PathAfter(prefix) => {
@@ -131,6 +161,14 @@ impl TenantLocator {
         };
         (!key.value().is_empty()).then_some((key, source))
     }
+}
+
+/// What one locator found.
+pub(super) struct Located {
+    /// A key that decides: the store's answer, known or not, is final.
+    pub(super) decisive: Option<(TenantKey, KeySource)>,
+    /// A Vapi org id: it decides only if the store maps it.
+    pub(super) weak: Option<(TenantKey, KeySource)>,
 }
 
 fn decode_segment(segment: &str) -> Option<Cow<'_, str>> {

@@ -3,7 +3,8 @@
 //! [`OrgResolveLayer`] runs before signature verification:
 //!
 //! 1. it buffers the body once, within a limit (413 over it), through
-//!    [`buffer_request`];
+//!    [`buffer_request`](crate::body::buffer_request) — or uses the [`RawBody`](crate::RawBody)
+//!    an earlier stage left;
 //! 2. it asks its [`TenantLocator`]s, in order, for a [`TenantKey`] — by default the JSON body,
 //!    read by a cheap borrowing [`probe`];
 //! 3. it asks the [`AssistantOrgStore`] which organisation owns the key and inserts an
@@ -91,58 +92,24 @@
 mod locator;
 mod probe;
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::Request;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
-use http_body::Body;
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::body::{DEFAULT_BODY_LIMIT, buffer_request};
-use crate::org::{OrgContext, TenantKey};
-use crate::reject::{DefaultOnReject, OnReject, Rejection, respond};
-use crate::store::{AssistantOrgStore, StoreError};
+use crate::body::{Buffered, DEFAULT_BODY_LIMIT};
+use crate::layer::{CheckService, RequestCheck};
+use crate::org::OrgContext;
+use crate::reject::{DefaultOnReject, Rejection};
+use crate::store::AssistantOrgStore;
 
 pub use self::locator::TenantLocator;
-pub use self::probe::{MAX_DEPTH, ProbeError, TenantKeys, probe};
-
-use self::locator::Locate;
-
-/// Why the organisation of a request could not be found.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResolveError {
-    /// No tenant key anywhere (400).
-    #[error("no tenant key in the request")]
-    NoTenantKey,
-    /// The payload could not be read: not JSON, too deep, or a tenant field repeated (400).
-    #[error(transparent)]
-    Probe(#[from] ProbeError),
-    /// No organisation owns the key (401, the same answer as a bad signature).
-    #[error("unknown tenant")]
-    UnknownTenant,
-    /// The store failed (503).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-impl ResolveError {
-    /// The status this error is answered with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::NoTenantKey | Self::Probe(_) => StatusCode::BAD_REQUEST,
-            Self::UnknownTenant => StatusCode::UNAUTHORIZED,
-            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
+pub use self::probe::{TenantKeys, probe};
+pub use crate::error::{MAX_DEPTH, ProbeError, ResolveError};
 
 /// Finds the organisation of each request and inserts its [`OrgContext`]; see the
 /// [module docs](self).
@@ -150,11 +117,21 @@ impl ResolveError {
 /// `S` is the [`AssistantOrgStore`], kept behind an `Arc` (so `Arc<dyn AssistantOrgStore>`
 /// works through [`from_shared`](Self::from_shared)); `R` builds rejection responses.
 pub struct OrgResolveLayer<S: ?Sized, R = DefaultOnReject> {
+    check: Resolve<S>,
+    on_reject: R,
+}
+
+/// The check of [`OrgResolveLayer`]: its store and configuration, behind one `Arc` each.
+pub struct Resolve<S: ?Sized> {
     store: Arc<S>,
+    config: Arc<Config>,
+}
+
+#[derive(Clone, Debug)]
+struct Config {
     locators: Arc<[TenantLocator]>,
     explicit: bool,
     body_limit: usize,
-    on_reject: R,
 }
 
 impl<S: AssistantOrgStore> OrgResolveLayer<S> {
@@ -168,62 +145,86 @@ impl<S: AssistantOrgStore + ?Sized> OrgResolveLayer<S> {
     /// A layer asking a shared store, e.g. an `Arc<dyn AssistantOrgStore>`.
     pub fn from_shared(store: Arc<S>) -> Self {
         Self {
-            store,
-            locators: Arc::new([TenantLocator::payload()]),
-            explicit: false,
-            body_limit: DEFAULT_BODY_LIMIT,
+            check: Resolve {
+                store,
+                config: Arc::new(Config {
+                    locators: Arc::new([TenantLocator::payload()]),
+                    explicit: false,
+                    body_limit: DEFAULT_BODY_LIMIT,
+                }),
+            },
             on_reject: DefaultOnReject,
         }
     }
 }
 
 impl<S: ?Sized, R> OrgResolveLayer<S, R> {
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.check.config)
+    }
+
     /// Adds a locator after those added before. The first call replaces the default
     /// ([`TenantLocator::payload`]): add `payload()` yourself where it belongs in the order.
     pub fn locator(mut self, locator: TenantLocator) -> Self {
-        let mut locators = if self.explicit {
-            self.locators.to_vec()
+        let config = self.config();
+        let mut locators = if config.explicit {
+            config.locators.to_vec()
         } else {
             Vec::new()
         };
         locators.push(locator);
-        self.locators = locators.into();
-        self.explicit = true;
+        config.locators = locators.into();
+        config.explicit = true;
         self
     }
 
     /// Replaces the locators with `locators`, tried in order.
     pub fn locators(mut self, locators: impl IntoIterator<Item = TenantLocator>) -> Self {
-        self.locators = locators.into_iter().collect();
-        self.explicit = true;
+        let config = self.config();
+        config.locators = locators.into_iter().collect();
+        config.explicit = true;
         self
     }
 
     /// The body limit in bytes (default [`DEFAULT_BODY_LIMIT`], 1 MiB); larger bodies get 413.
+    /// Checked against a body an earlier stage buffered too.
     pub fn body_limit(mut self, bytes: usize) -> Self {
-        self.body_limit = bytes;
+        self.config().body_limit = bytes;
         self
     }
 
     /// Builds rejection responses with `on_reject` instead of [`DefaultOnReject`].
     pub fn on_reject<R2>(self, on_reject: R2) -> OrgResolveLayer<S, R2> {
         OrgResolveLayer {
-            store: self.store,
-            locators: self.locators,
-            explicit: self.explicit,
-            body_limit: self.body_limit,
+            check: self.check,
             on_reject,
         }
+    }
+}
+
+impl<S: ?Sized> Clone for Resolve<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<S: ?Sized> fmt::Debug for Resolve<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolve")
+            .field("store", &std::any::type_name::<S>())
+            .field("locators", &self.config.locators)
+            .field("body_limit", &self.config.body_limit)
+            .finish()
     }
 }
 
 impl<S: ?Sized, R: Clone> Clone for OrgResolveLayer<S, R> {
     fn clone(&self) -> Self {
         Self {
-            store: self.store.clone(),
-            locators: self.locators.clone(),
-            explicit: self.explicit,
-            body_limit: self.body_limit,
+            check: self.check.clone(),
             on_reject: self.on_reject.clone(),
         }
     }
@@ -232,9 +233,7 @@ impl<S: ?Sized, R: Clone> Clone for OrgResolveLayer<S, R> {
 impl<S: ?Sized, R: fmt::Debug> fmt::Debug for OrgResolveLayer<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OrgResolveLayer")
-            .field("store", &std::any::type_name::<S>())
-            .field("locators", &self.locators)
-            .field("body_limit", &self.body_limit)
+            .field("check", &self.check)
             .field("on_reject", &self.on_reject)
             .finish()
     }
@@ -244,93 +243,34 @@ impl<I, S: ?Sized, R: Clone> Layer<I> for OrgResolveLayer<S, R> {
     type Service = OrgResolve<I, S, R>;
 
     fn layer(&self, inner: I) -> Self::Service {
-        OrgResolve {
-            inner,
-            store: self.store.clone(),
-            locators: self.locators.clone(),
-            body_limit: self.body_limit,
-            on_reject: self.on_reject.clone(),
-        }
+        CheckService::new(inner, self.check.clone(), self.on_reject.clone())
     }
 }
 
 /// The service built by [`OrgResolveLayer`].
-pub struct OrgResolve<I, S: ?Sized, R = DefaultOnReject> {
-    inner: I,
-    store: Arc<S>,
-    locators: Arc<[TenantLocator]>,
-    body_limit: usize,
-    on_reject: R,
-}
+pub type OrgResolve<I, S, R = DefaultOnReject> = CheckService<I, Resolve<S>, R>;
 
-impl<I: Clone, S: ?Sized, R: Clone> Clone for OrgResolve<I, S, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            store: self.store.clone(),
-            locators: self.locators.clone(),
-            body_limit: self.body_limit,
-            on_reject: self.on_reject.clone(),
-        }
-    }
-}
+impl<S: AssistantOrgStore + ?Sized> RequestCheck for Resolve<S> {
+    type Admission = ();
 
-impl<I: fmt::Debug, S: ?Sized, R: fmt::Debug> fmt::Debug for OrgResolve<I, S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OrgResolve")
-            .field("inner", &self.inner)
-            .field("store", &std::any::type_name::<S>())
-            .field("locators", &self.locators)
-            .field("body_limit", &self.body_limit)
-            .field("on_reject", &self.on_reject)
-            .finish()
-    }
-}
-
-impl<I, S, R, ReqBody, ResBody> Service<Request<ReqBody>> for OrgResolve<I, S, R>
-where
-    I: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    I::Future: Send + 'static,
-    S: AssistantOrgStore + ?Sized,
-    R: OnReject<ResBody>,
-    ReqBody: Body + From<Bytes> + Send + 'static,
-    ReqBody::Data: Send,
-    ReqBody::Error: Into<Box<dyn StdError + Send + Sync>>,
-    ResBody: Send + 'static,
-{
-    type Response = Response<ResBody>;
-    type Error = I::Error;
-    type Future = ResponseFuture<ResBody, I::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn body_limit(&self) -> usize {
+        self.config.body_limit
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        // The ready inner service goes into the future; the clone stays for the next call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let store = self.store.clone();
-        let locators = self.locators.clone();
-        let limit = self.body_limit;
-        let on_reject = self.on_reject.clone();
-        let fut = async move {
-            let (req, bytes) = match buffer_request(req, limit).await {
-                Ok(buffered) => buffered,
-                Err(err) => return Ok(respond(&on_reject, Rejection::new(err, None))),
-            };
-            let (mut parts, body) = req.into_parts();
-            match resolve(&*store, &locators, &parts, &bytes).await {
-                Ok(ctx) => {
-                    record(&ctx);
-                    parts.extensions.insert(ctx);
-                    inner.call(Request::from_parts(parts, body)).await
-                }
-                Err(err) => Ok(respond(&on_reject, Rejection::new(err, None))),
-            }
-        };
-        ResponseFuture {
-            inner: Box::pin(fut),
+    fn check(
+        &self,
+        req: Request<Buffered>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<(Request<Buffered>, ()), Rejection>> + Send + 'static {
+        let this = self.clone();
+        async move {
+            let (mut parts, buffered) = req.into_parts();
+            let ctx = resolve(&*this.store, &this.config.locators, &parts, &body)
+                .await
+                .map_err(|err| Rejection::new(err, None))?;
+            record(&ctx);
+            parts.extensions.insert(ctx);
+            Ok((Request::from_parts(parts, buffered), ()))
         }
     }
 }
@@ -346,23 +286,14 @@ pub async fn resolve<S: AssistantOrgStore + ?Sized>(
     body: &[u8],
 ) -> Result<OrgContext, ResolveError> {
     for locator in locators {
-        let (decisive, weak) = match &locator.0 {
-            Locate::Payload => {
-                let keys = probe(body)?;
-                (keys.primary(), keys.vapi_org())
-            }
-            _ => match locator.locate_in_head(parts, body) {
-                Some(found @ (TenantKey::VapiOrg(_), _)) => (None, Some(found)),
-                found => (found, None),
-            },
-        };
-        if let Some((key, source)) = decisive {
+        let found = locator.locate(parts, body)?;
+        if let Some((key, source)) = found.decisive {
             return match store.org_for(&key).await? {
                 Some(org) => Ok(OrgContext::new(org, key, source)),
                 None => Err(ResolveError::UnknownTenant),
             };
         }
-        if let Some((key, source)) = weak {
+        if let Some((key, source)) = found.weak {
             if let Some(org) = store.org_for(&key).await? {
                 return Ok(OrgContext::new(org, key, source));
             }
@@ -374,33 +305,12 @@ pub async fn resolve<S: AssistantOrgStore + ?Sized>(
 fn record(ctx: &OrgContext) {
     let span = tracing::Span::current();
     span.record("org_id", tracing::field::display(&ctx.org_id));
-    span.record("tenant_key_kind", ctx.key.kind());
+    span.record("tenant_key_kind", ctx.key.kind().as_str());
     span.record("tenant_key_source", tracing::field::display(&ctx.source));
     tracing::debug!(
         org_id = %ctx.org_id,
-        tenant_key_kind = ctx.key.kind(),
+        tenant_key_kind = ctx.key.kind().as_str(),
         tenant_key_source = %ctx.source,
         "vapi webhook tenant resolved"
     );
-}
-
-/// Response future of [`OrgResolve`].
-///
-/// Boxed: the body is read and the store asked before the inner service is called.
-pub struct ResponseFuture<B, E> {
-    inner: Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>,
-}
-
-impl<B, E> Future for ResponseFuture<B, E> {
-    type Output = Result<Response<B>, E>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
-    }
-}
-
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
 }

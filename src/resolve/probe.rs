@@ -23,60 +23,31 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::org::{KeySource, TenantKey};
+pub use crate::error::{MAX_DEPTH, ProbeError};
+use crate::org::{KeyKind, KeySource, TenantKey};
 
-/// The deepest nesting of arrays and objects the probe accepts (the same as serde_json's default
-/// recursion limit).
-pub const MAX_DEPTH: usize = 128;
-
-/// Why the probe refused a body. Every variant is answered with 400.
-///
-/// The messages name a position or a field path, never the body's content.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProbeError {
-    /// The body is not JSON, not a JSON object, or a tenant field has the wrong type.
-    #[error("request body is not a valid webhook payload (line {line}, column {column})")]
-    InvalidJson {
-        /// 1-based line of the error (0 at end of input).
-        line: usize,
-        /// 1-based column of the error.
-        column: usize,
-    },
-    /// The body nests arrays and objects deeper than [`MAX_DEPTH`].
-    #[error("request body nests deeper than {MAX_DEPTH} levels")]
-    TooDeep,
-    /// A key on a tenant path appears twice in the same object.
-    #[error("duplicate tenant field `{0}`")]
-    DuplicateField(&'static str),
-}
-
-/// The kind of key a payload location holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Assistant,
-    Squad,
-    PhoneNumber,
-    VapiOrg,
-}
-
-/// Every payload location, in precedence order (DESIGN §2). Indexes into `TenantKeys::slots`.
-const LOCATIONS: [(&str, Kind); 11] = [
-    ("message.call.assistantId", Kind::Assistant),
-    ("message.assistant.id", Kind::Assistant),
-    ("message.call.squadId", Kind::Squad),
-    ("message.call.phoneNumberId", Kind::PhoneNumber),
-    ("message.phoneNumber.id", Kind::PhoneNumber),
-    ("assistantId", Kind::Assistant),
-    ("call.assistantId", Kind::Assistant),
-    ("call.metadata.assistantId", Kind::Assistant),
-    ("message.call.orgId", Kind::VapiOrg),
-    ("message.assistant.orgId", Kind::VapiOrg),
-    ("message.phoneNumber.orgId", Kind::VapiOrg),
+/// Every payload location, in precedence order (DESIGN §2), with the kind of key it holds: the
+/// one table of tenant paths. Indexes into `TenantKeys::slots`.
+const LOCATIONS: [(&str, KeyKind); 16] = [
+    ("message.call.assistantId", KeyKind::Assistant),
+    ("message.assistant.id", KeyKind::Assistant),
+    ("message.call.squadId", KeyKind::Squad),
+    ("message.call.phoneNumberId", KeyKind::PhoneNumber),
+    ("message.phoneNumber.id", KeyKind::PhoneNumber),
+    ("message.chat.assistantId", KeyKind::Assistant),
+    ("message.chat.squadId", KeyKind::Squad),
+    ("message.session.assistantId", KeyKind::Assistant),
+    ("message.session.squadId", KeyKind::Squad),
+    ("message.call.workflowId", KeyKind::Workflow),
+    ("assistantId", KeyKind::Assistant),
+    ("call.assistantId", KeyKind::Assistant),
+    ("call.metadata.assistantId", KeyKind::Assistant),
+    ("message.call.orgId", KeyKind::VapiOrg),
+    ("message.assistant.orgId", KeyKind::VapiOrg),
+    ("message.phoneNumber.orgId", KeyKind::VapiOrg),
 ];
 
 // Slot indexes, named for the visitors below.
@@ -85,12 +56,17 @@ const ASSISTANT_ID: usize = 1;
 const CALL_SQUAD: usize = 2;
 const CALL_PHONE: usize = 3;
 const PHONE_ID: usize = 4;
-const FLAT_ASSISTANT: usize = 5;
-const FLAT_CALL_ASSISTANT: usize = 6;
-const FLAT_METADATA_ASSISTANT: usize = 7;
-const CALL_ORG: usize = 8;
-const ASSISTANT_ORG: usize = 9;
-const PHONE_ORG: usize = 10;
+const CHAT_ASSISTANT: usize = 5;
+const CHAT_SQUAD: usize = 6;
+const SESSION_ASSISTANT: usize = 7;
+const SESSION_SQUAD: usize = 8;
+const CALL_WORKFLOW: usize = 9;
+const FLAT_ASSISTANT: usize = 10;
+const FLAT_CALL_ASSISTANT: usize = 11;
+const FLAT_METADATA_ASSISTANT: usize = 12;
+const CALL_ORG: usize = 13;
+const ASSISTANT_ORG: usize = 14;
+const PHONE_ORG: usize = 15;
 
 /// The tenant fields found in a body, borrowed from it.
 ///
@@ -98,6 +74,8 @@ const PHONE_ORG: usize = 10;
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct TenantKeys<'a> {
     slots: [Option<Cow<'a, str>>; LOCATIONS.len()],
+    /// The path of a key seen twice, recorded before the parse is abandoned.
+    duplicate: Option<&'static str>,
 }
 
 impl<'a> TenantKeys<'a> {
@@ -112,26 +90,29 @@ impl<'a> TenantKeys<'a> {
         LOCATIONS
             .iter()
             .zip(&self.slots)
-            .filter_map(|((path, kind), value)| Some((*path, to_key(*kind, value.as_deref()?))))
+            .filter_map(|((path, kind), value)| {
+                Some((*path, TenantKey::new(*kind, value.as_deref()?)))
+            })
     }
 
-    /// The first assistant, squad or phone number id, in precedence order, with where it was.
+    /// The first assistant, squad, phone number or workflow id, in precedence order, with
+    /// where it was.
     pub fn primary(&self) -> Option<(TenantKey, KeySource)> {
-        self.first(|kind| kind != Kind::VapiOrg)
+        self.first(|kind| kind != KeyKind::VapiOrg)
     }
 
     /// The first Vapi org id, in precedence order, with where it was.
     pub fn vapi_org(&self) -> Option<(TenantKey, KeySource)> {
-        self.first(|kind| kind == Kind::VapiOrg)
+        self.first(|kind| kind == KeyKind::VapiOrg)
     }
 
-    fn first(&self, wanted: impl Fn(Kind) -> bool) -> Option<(TenantKey, KeySource)> {
+    fn first(&self, wanted: impl Fn(KeyKind) -> bool) -> Option<(TenantKey, KeySource)> {
         LOCATIONS
             .iter()
             .zip(&self.slots)
             .find_map(|((path, kind), value)| {
                 let value = value.as_deref().filter(|_| wanted(*kind))?;
-                Some((to_key(*kind, value), KeySource::Payload(path)))
+                Some((TenantKey::new(*kind, value), KeySource::Payload(path)))
             })
     }
 
@@ -162,16 +143,6 @@ impl fmt::Debug for TenantKeys<'_> {
     }
 }
 
-fn to_key(kind: Kind, value: &str) -> TenantKey {
-    let value: Arc<str> = Arc::from(value);
-    match kind {
-        Kind::Assistant => TenantKey::Assistant(value),
-        Kind::Squad => TenantKey::Squad(value),
-        Kind::PhoneNumber => TenantKey::PhoneNumber(value),
-        Kind::VapiOrg => TenantKey::VapiOrg(value),
-    }
-}
-
 /// Reads the tenant fields of a JSON body.
 ///
 /// ```
@@ -195,9 +166,10 @@ pub fn probe(body: &[u8]) -> Result<TenantKeys<'_>, ProbeError> {
     let result = RootSeed { keys: &mut keys }
         .deserialize(&mut de)
         .and_then(|()| de.end());
-    match result {
-        Ok(()) => Ok(keys),
-        Err(err) => Err(classify(&err)),
+    match (result, keys.duplicate) {
+        (Ok(()), _) => Ok(keys),
+        (Err(_), Some(path)) => Err(ProbeError::DuplicateField(path)),
+        (Err(err), None) => Err(classify(&err)),
     }
 }
 
@@ -242,21 +214,8 @@ fn after_string(body: &[u8], mut i: usize) -> usize {
     body.len()
 }
 
-/// Marks the serde errors this module raises itself, so they can be told apart from syntax
-/// errors without keeping serde_json's message (which may quote the body).
-const DUPLICATE: &str = "vapi-webhooks duplicate tenant field ";
-
 fn classify(err: &serde_json::Error) -> ProbeError {
-    let msg = err.to_string();
-    if let Some(rest) = msg.strip_prefix(DUPLICATE) {
-        let path = PATHS
-            .iter()
-            .find(|p| rest.starts_with(**p) && rest[p.len()..].starts_with(" at "))
-            .copied()
-            .unwrap_or("tenant field");
-        return ProbeError::DuplicateField(path);
-    }
-    if msg.starts_with("recursion limit exceeded") {
+    if err.to_string().starts_with("recursion limit exceeded") {
         return ProbeError::TooDeep;
     }
     ProbeError::InvalidJson {
@@ -264,27 +223,6 @@ fn classify(err: &serde_json::Error) -> ProbeError {
         column: err.column(),
     }
 }
-
-/// Every path whose key may appear once only: the tenant fields and the objects leading there.
-const PATHS: [&str; 17] = [
-    "message.call.assistantId",
-    "message.call.squadId",
-    "message.call.phoneNumberId",
-    "message.call.orgId",
-    "message.call",
-    "message.assistant.id",
-    "message.assistant.orgId",
-    "message.assistant",
-    "message.phoneNumber.id",
-    "message.phoneNumber.orgId",
-    "message.phoneNumber",
-    "message",
-    "call.metadata.assistantId",
-    "call.metadata",
-    "call.assistantId",
-    "call",
-    "assistantId",
-];
 
 /// A tenant id: a string, borrowed from the body unless it had to be unescaped.
 struct Id<'a>(Cow<'a, str>);
@@ -328,23 +266,25 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// Walks one object: calls `field(index, map)` once per known key, refuses a known key seen
-/// twice (`paths[index]` names it), skips everything else.
+/// Walks one object: calls `field(index, map, keys)` once per known key, refuses a known key
+/// seen twice (recording `paths[index]` in `keys`), skips everything else.
 fn walk_object<'de, A: MapAccess<'de>>(
     mut map: A,
+    keys: &mut TenantKeys<'de>,
     names: &'static [&'static str],
-    paths: &'static [&'static str],
-    mut field: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
+    paths: &[&'static str],
+    mut field: impl FnMut(usize, &mut A, &mut TenantKeys<'de>) -> Result<(), A::Error>,
 ) -> Result<(), A::Error> {
     let mut seen = 0u32;
     while let Some(key) = map.next_key_seed(KeySeed(names))? {
         match key {
             Some(i) => {
                 if seen & (1 << i) != 0 {
-                    return Err(de::Error::custom(format_args!("{DUPLICATE}{}", paths[i])));
+                    keys.duplicate = Some(paths[i]);
+                    return Err(de::Error::custom("duplicate tenant field"));
                 }
                 seen |= 1 << i;
-                field(i, &mut map)?;
+                field(i, &mut map, keys)?;
             }
             None => {
                 map.next_value::<IgnoredAny>()?;
@@ -356,10 +296,10 @@ fn walk_object<'de, A: MapAccess<'de>>(
 
 /// Declares a seed that fills `TenantKeys` from one object on a tenant path.
 ///
-/// Each field is either `slot SLOT` (a tenant id) or `object Seed` (a nested object). A `null`
-/// in place of either counts as absent.
+/// Each field is either `slot SLOT` (a tenant id, whose path is `LOCATIONS[SLOT]`) or
+/// `object "path" Seed` (a nested object). A `null` in place of either counts as absent.
 macro_rules! object_seed {
-    ($seed:ident, $what:literal, { $($name:literal @ $path:literal => $kind:ident $target:tt),+ $(,)? }) => {
+    ($seed:ident, $what:literal, { $($name:literal => $kind:ident $target:tt $($inner:ident)?),+ $(,)? }) => {
         struct $seed<'k, 'de> {
             keys: &'k mut TenantKeys<'de>,
         }
@@ -387,13 +327,12 @@ macro_rules! object_seed {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
                 const NAMES: &[&str] = &[$($name),+];
-                const PATHS: &[&str] = &[$($path),+];
-                let keys = self.keys;
-                walk_object(map, NAMES, PATHS, |i, map| {
+                const PATHS: &[&str] = &[$(object_seed!(@path $kind $target)),+];
+                walk_object(map, self.keys, NAMES, PATHS, |i, map, keys| {
                     let mut n = 0usize;
                     $(
                         if i == n {
-                            return object_seed!(@field keys, map, $kind $target);
+                            return object_seed!(@field keys, map, $kind $target $($inner)?);
                         }
                         n += 1;
                     )+
@@ -403,52 +342,67 @@ macro_rules! object_seed {
             }
         }
     };
+    (@path slot $slot:ident) => { LOCATIONS[$slot].0 };
+    (@path object $path:literal) => { $path };
     (@field $keys:ident, $map:ident, slot $slot:ident) => {{
         let value = $map.next_value::<Option<Id<'de>>>()?;
         $keys.set($slot, value);
         Ok(())
     }};
-    (@field $keys:ident, $map:ident, object $inner:ident) => {
+    (@field $keys:ident, $map:ident, object $path:literal $inner:ident) => {
         $map.next_value_seed($inner { keys: &mut *$keys })
     };
 }
 
 object_seed!(RootSeed, "a JSON object", {
-    "message" @ "message" => object MessageSeed,
-    "assistantId" @ "assistantId" => slot FLAT_ASSISTANT,
-    "call" @ "call" => object FlatCallSeed,
+    "message" => object "message" MessageSeed,
+    "assistantId" => slot FLAT_ASSISTANT,
+    "call" => object "call" FlatCallSeed,
 });
 
 object_seed!(MessageSeed, "the `message` object", {
-    "call" @ "message.call" => object CallSeed,
-    "assistant" @ "message.assistant" => object AssistantSeed,
-    "phoneNumber" @ "message.phoneNumber" => object PhoneNumberSeed,
+    "call" => object "message.call" CallSeed,
+    "assistant" => object "message.assistant" AssistantSeed,
+    "phoneNumber" => object "message.phoneNumber" PhoneNumberSeed,
+    "chat" => object "message.chat" ChatSeed,
+    "session" => object "message.session" SessionSeed,
 });
 
 object_seed!(CallSeed, "the `message.call` object", {
-    "assistantId" @ "message.call.assistantId" => slot CALL_ASSISTANT,
-    "squadId" @ "message.call.squadId" => slot CALL_SQUAD,
-    "phoneNumberId" @ "message.call.phoneNumberId" => slot CALL_PHONE,
-    "orgId" @ "message.call.orgId" => slot CALL_ORG,
+    "assistantId" => slot CALL_ASSISTANT,
+    "squadId" => slot CALL_SQUAD,
+    "phoneNumberId" => slot CALL_PHONE,
+    "workflowId" => slot CALL_WORKFLOW,
+    "orgId" => slot CALL_ORG,
 });
 
 object_seed!(AssistantSeed, "the `message.assistant` object", {
-    "id" @ "message.assistant.id" => slot ASSISTANT_ID,
-    "orgId" @ "message.assistant.orgId" => slot ASSISTANT_ORG,
+    "id" => slot ASSISTANT_ID,
+    "orgId" => slot ASSISTANT_ORG,
 });
 
 object_seed!(PhoneNumberSeed, "the `message.phoneNumber` object", {
-    "id" @ "message.phoneNumber.id" => slot PHONE_ID,
-    "orgId" @ "message.phoneNumber.orgId" => slot PHONE_ORG,
+    "id" => slot PHONE_ID,
+    "orgId" => slot PHONE_ORG,
+});
+
+object_seed!(ChatSeed, "the `message.chat` object", {
+    "assistantId" => slot CHAT_ASSISTANT,
+    "squadId" => slot CHAT_SQUAD,
+});
+
+object_seed!(SessionSeed, "the `message.session` object", {
+    "assistantId" => slot SESSION_ASSISTANT,
+    "squadId" => slot SESSION_SQUAD,
 });
 
 object_seed!(FlatCallSeed, "the `call` object", {
-    "assistantId" @ "call.assistantId" => slot FLAT_CALL_ASSISTANT,
-    "metadata" @ "call.metadata" => object MetadataSeed,
+    "assistantId" => slot FLAT_CALL_ASSISTANT,
+    "metadata" => object "call.metadata" MetadataSeed,
 });
 
 object_seed!(MetadataSeed, "the `call.metadata` object", {
-    "assistantId" @ "call.metadata.assistantId" => slot FLAT_METADATA_ASSISTANT,
+    "assistantId" => slot FLAT_METADATA_ASSISTANT,
 });
 
 #[cfg(test)]
@@ -468,9 +422,18 @@ mod tests {
     }
 
     #[test]
-    fn paths_table_covers_every_location() {
-        for (path, _) in LOCATIONS {
-            assert!(PATHS.contains(&path), "{path}");
+    fn every_location_is_reached_by_a_visitor() {
+        // Each slot is filled from a body that holds only its path: the visitors and the table
+        // agree.
+        for (slot, (path, kind)) in LOCATIONS.iter().enumerate() {
+            let mut body = String::from("\"v\"");
+            for segment in path.rsplit('.') {
+                body = format!("{{\"{segment}\":{body}}}");
+            }
+            let keys = probe(body.as_bytes()).unwrap();
+            assert_eq!(keys.get(path), Some("v"), "{path}");
+            assert_eq!(keys.iter().collect::<Vec<_>>(), [(*path, TenantKey::new(*kind, "v"))]);
+            assert!(keys.slots[slot].is_some());
         }
     }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 
 use crate::org::{OrgId, TenantKey};
-use crate::store::{AssistantOrgStore, StoreError};
-use crate::verify::{Credentials, SecretError, SecretProvider};
+use crate::store::{AssistantOrgStore, Credentials, SecretError, SecretProvider, StoreError};
 
 /// A caching wrapper over any [`AssistantOrgStore`] (and [`SecretProvider`]).
 ///

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use crate::credential::Credential;
 use crate::org::{OrgId, TenantKey};
-use crate::store::{AssistantOrgStore, StoreError};
-use crate::verify::{Credentials, SecretError, SecretProvider};
+use crate::store::{AssistantOrgStore, Credentials, SecretError, SecretProvider, StoreError};
 
 /// Fixed tenant keys and credentials held in memory, built once with
 /// [`InMemoryStore::builder`].
@@ -32,17 +31,12 @@ impl InMemoryStore {
     pub fn builder() -> InMemoryStoreBuilder {
         InMemoryStoreBuilder::default()
     }
-
-    /// The organisation owning `key`, without going through the async trait.
-    pub fn get(&self, key: &TenantKey) -> Option<OrgId> {
-        self.inner.keys.get(key).copied()
-    }
 }
 
 #[async_trait::async_trait]
 impl AssistantOrgStore for InMemoryStore {
     async fn org_for(&self, key: &TenantKey) -> Result<Option<OrgId>, StoreError> {
-        Ok(self.get(key))
+        Ok(self.inner.keys.get(key).copied())
     }
 }
 

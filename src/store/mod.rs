@@ -1,11 +1,18 @@
-//! Mapping tenant keys to organisations (and organisations to their credentials).
+//! Mapping tenant keys to organisations, and organisations to their credentials.
 //!
-//! [`AssistantOrgStore`] answers "which organisation owns this assistant id / squad id / phone
-//! number id / Vapi org id / URL slug?" for [`OrgResolveLayer`](crate::OrgResolveLayer). The
-//! crate ships:
+//! The two traits the layers ask, side by side with their errors and implementations:
+//!
+//! * [`AssistantOrgStore`] answers "which organisation owns this assistant id / squad id / phone
+//!   number id / workflow id / Vapi org id / URL slug?" for
+//!   [`OrgResolveLayer`](crate::OrgResolveLayer); a failing backend is a [`StoreError`];
+//! * [`SecretProvider`] answers "what are this organisation's active [`Credentials`]?" for
+//!   [`SignatureVerifyLayer`](crate::SignatureVerifyLayer); a failing backend is a
+//!   [`SecretError`]. [`SingleTenant`] is the explicit single-account provider.
+//!
+//! The crate ships:
 //!
 //! * [`InMemoryStore`]: fixed maps built once with a builder; it is also a
-//!   [`SecretProvider`](crate::SecretProvider) holding each organisation's credentials, so one
+//!   [`SecretProvider`] holding each organisation's credentials, so one
 //!   value configures both layers;
 //! * [`CachedStore`]: a caching wrapper over any store (bounded in entries and age, misses
 //!   cached too, errors never), e.g. in front of a database; it caches credentials too when the
@@ -18,8 +25,8 @@
 //! ```
 //! use std::time::Duration;
 //! use uuid::Uuid;
+//! use vapi_webhooks::store::SecretProvider;
 //! use vapi_webhooks::{AssistantOrgStore, CachedStore, Credential, InMemoryStore, OrgId, TenantKey};
-//! use vapi_webhooks::verify::SecretProvider;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let org = OrgId::new(Uuid::new_v4());
@@ -39,13 +46,14 @@
 mod cached;
 mod memory;
 
-use std::error::Error as StdError;
 use std::sync::Arc;
 
+use crate::credential::Credential;
 use crate::org::{OrgId, TenantKey};
 
 pub use self::cached::CachedStore;
 pub use self::memory::{InMemoryStore, InMemoryStoreBuilder};
+pub use crate::error::{SecretError, StoreError};
 
 /// Maps a [`TenantKey`] to the organisation that owns it.
 ///
@@ -65,14 +73,58 @@ impl<S: AssistantOrgStore + ?Sized> AssistantOrgStore for Arc<S> {
     }
 }
 
-/// A store backend failed (answered with 503 and `Retry-After`).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("tenant store unavailable")]
-pub struct StoreError(#[source] Arc<dyn StdError + Send + Sync>);
+/// An organisation's credentials, cheap to clone.
+pub type Credentials = Arc<[Credential]>;
 
-impl StoreError {
-    /// Wraps the backend's error.
-    pub fn new(err: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
-        Self(Arc::from(err.into()))
+/// Looks up the active credentials of an organisation.
+///
+/// Async and object-safe: use it as `Arc<dyn SecretProvider>` or as a concrete type.
+#[async_trait::async_trait]
+pub trait SecretProvider: Send + Sync + 'static {
+    /// The credentials of `org`; `None` when the request carries no
+    /// [`OrgContext`](crate::OrgContext) (single-tenant use). A provider that needs an org
+    /// answers [`SecretError::OrgRequired`] to `None`.
+    async fn credentials(&self, org: Option<&OrgId>) -> Result<Credentials, SecretError>;
+}
+
+/// A [`SecretProvider`] with one fixed set of credentials, whatever the organisation.
+///
+/// For an application that receives webhooks for a single Vapi account, without
+/// [`OrgResolveLayer`](crate::resolve). Installing it is the explicit choice of a fallback:
+/// behind an `OrgResolveLayer` every organisation would share these credentials.
+#[derive(Clone, Debug)]
+pub struct SingleTenant {
+    credentials: Credentials,
+}
+
+impl SingleTenant {
+    /// One credential.
+    pub fn new(credential: Credential) -> Self {
+        Self::many([credential])
+    }
+
+    /// Several credentials (rotation); any one active credential verifies a request.
+    pub fn many(credentials: impl IntoIterator<Item = Credential>) -> Self {
+        Self {
+            credentials: credentials.into_iter().collect(),
+        }
+    }
+
+    /// The credentials.
+    pub fn credentials(&self) -> &[Credential] {
+        &self.credentials
+    }
+}
+
+impl From<Credential> for SingleTenant {
+    fn from(credential: Credential) -> Self {
+        Self::new(credential)
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretProvider for SingleTenant {
+    async fn credentials(&self, _org: Option<&OrgId>) -> Result<Credentials, SecretError> {
+        Ok(self.credentials.clone())
     }
 }
