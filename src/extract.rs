@@ -273,7 +273,10 @@ mod tests {
     fn parts(verified: bool, body: Option<&'static [u8]>) -> Parts {
         let (mut parts, ()) = http::Request::new(()).into_parts();
         if verified {
-            parts.extensions.insert(Verified::new(None, crate::replay::DeliveryKey::from_bytes([0; 32])));
+            parts.extensions.insert(Verified::new(
+                None,
+                crate::replay::DeliveryKey::from_bytes([0; 32]),
+            ));
         }
         if let Some(body) = body {
             parts.extensions.insert(RawBody(Bytes::from_static(body)));
@@ -375,10 +378,7 @@ mod tests {
         let (status, text) = body_text(err).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         // The answer is the crate's JSON shape and names nothing of the body.
-        assert!(
-            text == r#"{"error":"bad request"}"#,
-            "{text}"
-        );
+        assert!(text == r#"{"error":"bad request"}"#, "{text}");
     }
 
     #[tokio::test]

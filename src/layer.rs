@@ -222,7 +222,9 @@ where
                 StateProj::Calling { future, admission } => {
                     let result = ready!(future.poll(cx));
                     let finishing = match (&result, admission.take()) {
-                        (Ok(res), Some(admission)) => this.check.on_response(admission, res.status()),
+                        (Ok(res), Some(admission)) => {
+                            this.check.on_response(admission, res.status())
+                        }
                         _ => None,
                     };
                     match (finishing, result) {

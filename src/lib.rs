@@ -39,8 +39,8 @@ pub use crate::body::RawBody;
 pub use crate::credential::{Credential, CredentialError};
 #[cfg(feature = "axum")]
 pub use crate::extract::{Org, ToolCallsEvent, VapiEvent};
-pub use crate::org::{KeyKind, KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::layer::RawBodyLayer;
+pub use crate::org::{KeyKind, KeySource, OrgContext, OrgId, TenantKey};
 pub use crate::reject::{DefaultOnReject, OnReject, Rejection};
 pub use crate::resolve::{OrgResolveLayer, TenantLocator};
 pub use crate::store::{

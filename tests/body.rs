@@ -89,18 +89,17 @@ type Handled = (
 fn untouchable_service() -> Handled {
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    let service =
-        ServiceBuilder::new()
-            .layer(layer())
-            .service_fn(move |req: Request<Buffered>| {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    assert!(req.extensions().get::<Verified>().is_some());
-                    let raw = req.extensions().get::<RawBody>().unwrap().0.clone();
-                    Ok::<_, Infallible>(Response::new(Full::new(raw)))
-                }
-            });
+    let service = ServiceBuilder::new()
+        .layer(layer())
+        .service_fn(move |req: Request<Buffered>| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                assert!(req.extensions().get::<Verified>().is_some());
+                let raw = req.extensions().get::<RawBody>().unwrap().0.clone();
+                Ok::<_, Infallible>(Response::new(Full::new(raw)))
+            }
+        });
     (tower::util::BoxCloneService::new(service), runs)
 }
 

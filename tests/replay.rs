@@ -15,7 +15,8 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 use vapi_webhooks::reject::Reason;
 use vapi_webhooks::replay::{
-    DeliveryKey, InMemoryReplayStore, ReplayAnswer, ReplayError, ReplayGuard, ReplayStore, ReplayStoreError,
+    DeliveryKey, InMemoryReplayStore, ReplayAnswer, ReplayError, ReplayGuard, ReplayStore,
+    ReplayStoreError,
 };
 use vapi_webhooks::testing::Signer;
 use vapi_webhooks::verify::{Credentials, SecretError, SecretProvider, VerifyError};

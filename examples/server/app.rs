@@ -147,6 +147,9 @@ impl App {
             for id in &org.squads {
                 builder = builder.squad(id.as_str(), org.id);
             }
+            for id in &org.workflows {
+                builder = builder.workflow(id.as_str(), org.id);
+            }
             for id in &org.phone_numbers {
                 builder = builder.phone_number(id.as_str(), org.id);
             }

@@ -154,6 +154,11 @@ async fn import(admin: &PgPool, key: EncryptionKey, tenants: &Tenants) -> Result
                 .map(|v| TenantKey::Squad(v.as_str().into())),
         )
         .chain(
+            org.workflows
+                .iter()
+                .map(|v| TenantKey::Workflow(v.as_str().into())),
+        )
+        .chain(
             org.phone_numbers
                 .iter()
                 .map(|v| TenantKey::PhoneNumber(v.as_str().into())),

@@ -2,7 +2,7 @@
 //!
 //! Every mistake is reported with the file, line, column and key, and the server refuses to
 //! start: unknown keys, a bad UUID, an empty secret, a credential that does not fit its kind,
-//! and an assistant, squad, phone number, slug or API key listed by two organisations.
+//! and an assistant, squad, workflow, phone number, slug or API key listed by two organisations.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +22,7 @@ pub struct Org {
     pub api_key: SecretString,
     pub assistants: Vec<String>,
     pub squads: Vec<String>,
+    pub workflows: Vec<String>,
     pub phone_numbers: Vec<String>,
     pub slugs: Vec<String>,
     /// As written (for importing into a database and for signing test requests).
@@ -124,6 +125,7 @@ impl Tenants {
             };
             let assistants = claim_all("assistants", &raw_org.assistants)?;
             let squads = claim_all("squads", &raw_org.squads)?;
+            let workflows = claim_all("workflows", &raw_org.workflows)?;
             let phone_numbers = claim_all("phone_numbers", &raw_org.phone_numbers)?;
             let slugs = claim_all("slugs", &raw_org.slugs)?;
             let api_key_text = Spanned::new(
@@ -150,6 +152,7 @@ impl Tenants {
                 api_key: raw_org.api_key.get_ref().clone(),
                 assistants,
                 squads,
+                workflows,
                 phone_numbers,
                 slugs,
                 credential_configs: raw_org
@@ -203,6 +206,8 @@ struct RawOrg {
     assistants: Vec<Spanned<String>>,
     #[serde(default)]
     squads: Vec<Spanned<String>>,
+    #[serde(default)]
+    workflows: Vec<Spanned<String>>,
     #[serde(default)]
     phone_numbers: Vec<Spanned<String>>,
     #[serde(default)]

@@ -6,7 +6,9 @@ use http::HeaderName;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Credential, CredentialError, HmacAlgorithm, HmacCredential, Secret, SignatureEncoding};
+use super::{
+    Credential, CredentialError, HmacAlgorithm, HmacCredential, Secret, SignatureEncoding,
+};
 
 /// The name of a credential kind in configuration files: `hmac`, `secret-header`, `bearer`,
 /// `standard-webhooks`.

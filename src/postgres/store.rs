@@ -530,7 +530,10 @@ mod tests {
             TenantKey::VapiOrg("v".into()),
             TenantKey::Slug("x".into()),
         ] {
-            assert_eq!(tenant_key(key.kind().as_str(), key.value().to_owned()), Some(key));
+            assert_eq!(
+                tenant_key(key.kind().as_str(), key.value().to_owned()),
+                Some(key)
+            );
         }
     }
 }

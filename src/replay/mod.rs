@@ -332,11 +332,7 @@ impl InMemoryReplayStore {
     ) -> Result<bool, ReplayStoreError> {
         let short = key.short();
         let mut all = self.lock();
-        let Buckets {
-            orgs,
-            total,
-            swept,
-        } = &mut *all;
+        let Buckets { orgs, total, swept } = &mut *all;
         // Expired buckets go first: this org's always, every org's once per bucket width, so
         // the counts below are of live entries (or, briefly, stricter).
         if swept.is_none_or(|at| now.duration_since(at) >= Self::BUCKET) {
@@ -354,7 +350,7 @@ impl InMemoryReplayStore {
             }
         }
         if *total >= self.capacity {
-                let holding = orgs.values().filter(|o| o.len > 0).count() as u64
+            let holding = orgs.values().filter(|o| o.len > 0).count() as u64
                 + u64::from(orgs.get(&org.copied()).is_none_or(|o| o.len == 0));
             let share = self.capacity / holding.max(1);
             if orgs.get(&org.copied()).map_or(0, |o| o.len) >= share {
@@ -471,8 +467,12 @@ impl Admission {
         if let Some((store, org, key)) = self.held.take() {
             if let Err(err) = store.remove(org.as_ref(), &key).await {
                 match org {
-                    Some(org) => tracing::warn!(org = %org, error = %err, "replay guard could not forget a delivery"),
-                    None => tracing::warn!(error = %err, "replay guard could not forget a delivery"),
+                    Some(org) => {
+                        tracing::warn!(org = %org, error = %err, "replay guard could not forget a delivery")
+                    }
+                    None => {
+                        tracing::warn!(error = %err, "replay guard could not forget a delivery")
+                    }
                 }
             }
         }
@@ -627,7 +627,10 @@ mod tests {
         assert_eq!(refused, 156);
         // Another org is under its share (100 / 2) and is still accepted, up to it.
         for n in 0..50u8 {
-            assert!(store.insert_at(Some(&quiet), &key(n), TTL, now).unwrap(), "{n}");
+            assert!(
+                store.insert_at(Some(&quiet), &key(n), TTL, now).unwrap(),
+                "{n}"
+            );
         }
         assert!(matches!(
             store.insert_at(Some(&quiet), &key(50), TTL, now),
@@ -644,7 +647,11 @@ mod tests {
         let t0 = Instant::now();
         let a = Some(org(1));
         assert!(store.insert_at(a.as_ref(), &key(1), TTL, t0).unwrap());
-        assert!(store.insert_at(a.as_ref(), &key(2), TTL, t0 + Duration::from_secs(10)).unwrap());
+        assert!(
+            store
+                .insert_at(a.as_ref(), &key(2), TTL, t0 + Duration::from_secs(10))
+                .unwrap()
+        );
         assert!(store.insert_at(a.as_ref(), &key(3), TTL, t0).is_err());
         // Key 1's own ttl has passed, but its bucket lives until the last of its entries.
         let t1 = t0 + TTL + Duration::from_secs(1);

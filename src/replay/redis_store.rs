@@ -112,10 +112,18 @@ impl ReplayStore for RedisReplayStore {
         let mut conn = self.conn.clone();
         let org = org.copied();
         let forget = async move {
-            if let Err(err) = redis::cmd("DEL").arg(key).query_async::<()>(&mut conn).await {
+            if let Err(err) = redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(&mut conn)
+                .await
+            {
                 match org {
-                    Some(org) => tracing::warn!(org = %org, error = %err, "replay guard could not forget a delivery"),
-                    None => tracing::warn!(error = %err, "replay guard could not forget a delivery"),
+                    Some(org) => {
+                        tracing::warn!(org = %org, error = %err, "replay guard could not forget a delivery")
+                    }
+                    None => {
+                        tracing::warn!(error = %err, "replay guard could not forget a delivery")
+                    }
                 }
             }
         };

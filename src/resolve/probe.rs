@@ -432,7 +432,10 @@ mod tests {
             }
             let keys = probe(body.as_bytes()).unwrap();
             assert_eq!(keys.get(path), Some("v"), "{path}");
-            assert_eq!(keys.iter().collect::<Vec<_>>(), [(*path, TenantKey::new(*kind, "v"))]);
+            assert_eq!(
+                keys.iter().collect::<Vec<_>>(),
+                [(*path, TenantKey::new(*kind, "v"))]
+            );
             assert!(keys.slots[slot].is_some());
         }
     }

@@ -87,6 +87,11 @@ impl InMemoryStoreBuilder {
         self.key(TenantKey::Squad(id.into()), org)
     }
 
+    /// Maps a workflow id to `org`.
+    pub fn workflow(self, id: impl Into<Arc<str>>, org: OrgId) -> Self {
+        self.key(TenantKey::Workflow(id.into()), org)
+    }
+
     /// Maps a phone number id to `org`.
     pub fn phone_number(self, id: impl Into<Arc<str>>, org: OrgId) -> Self {
         self.key(TenantKey::PhoneNumber(id.into()), org)

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, Method, Uri, header};
 use subtle::ConstantTimeEq;
 
 use super::time::{in_window, parse_timestamp};
-use super::{Verifier, VerifiedDelivery};
+use super::{VerifiedDelivery, Verifier};
 use crate::credential::{
     Credential, CredentialKind, HeaderSecret, HmacCredential, PayloadInputs, PayloadPart,
     SignatureEncoding,
@@ -41,10 +41,8 @@ pub(super) fn verify_request(
         }
         let outcome = match credential.kind() {
             CredentialKind::Hmac(hmac) => verify_hmac(hmac, req, now, verifier),
-            CredentialKind::SecretHeader(secret) => {
-                verify_header_secret(secret, req.headers, None)
-                    .map(|()| Fingerprint::Body(req.body).key())
-            }
+            CredentialKind::SecretHeader(secret) => verify_header_secret(secret, req.headers, None)
+                .map(|()| Fingerprint::Body(req.body).key()),
             CredentialKind::Bearer(secret) => {
                 verify_header_secret(secret, req.headers, Some("bearer"))
                     .map(|()| Fingerprint::Body(req.body).key())
@@ -231,4 +229,3 @@ fn request_url(uri: &Uri, headers: &HeaderMap, public_url: Option<&str>) -> Opti
     let host = headers.get(header::HOST)?.to_str().ok()?;
     Some(format!("https://{host}{path_and_query}"))
 }
-

@@ -461,7 +461,8 @@ impl<P: SecretProvider + ?Sized> RequestCheck for Verify<P> {
                 None => None,
             };
             let mut req = req;
-            req.extensions_mut().insert(Verified::new(org, delivery.key));
+            req.extensions_mut()
+                .insert(Verified::new(org, delivery.key));
             Ok((req, admission))
         }
     }
