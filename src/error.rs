@@ -13,11 +13,12 @@
 //! |---|---|
 //! | [`BodyError::TooLarge`] | 413 |
 //! | [`BodyError::Read`], [`ResolveError::NoTenantKey`], [`ResolveError::Probe`] | 400 |
-//! | [`ResolveError::UnknownTenant`], every [`VerifyError`] but `Provider` | 401 |
+//! | [`ResolveError::UnknownTenant`], [`ResolveError::TenantMismatch`], every [`VerifyError`] but `Provider` | 401 |
 //! | [`StoreError`], [`SecretError::Unavailable`], [`ReplayError::Full`], [`ReplayError::Unavailable`] | 503 + `Retry-After` |
 //! | [`SecretError::OrgRequired`] | 500 |
 //! | [`ReplayError::Replayed`] | 200 or 409 |
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -25,6 +26,25 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use crate::org::OrgId;
+
+/// The most characters of request-derived text (a path, a message type) that [`bounded`]
+/// keeps for a log line.
+pub const LOG_FIELD_MAX_CHARS: usize = 128;
+
+/// `text` cut to [`LOG_FIELD_MAX_CHARS`] characters, with `…` when it was longer: for log
+/// fields whose content a sender controls, so one request cannot make a huge log line.
+///
+/// ```
+/// use vapi_webhooks::error::bounded;
+/// assert_eq!(bounded("status-update"), "status-update");
+/// assert_eq!(bounded(&"x".repeat(60_000)).chars().count(), 129);
+/// ```
+pub fn bounded(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(LOG_FIELD_MAX_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &text[..cut])),
+    }
+}
 
 /// A boxed error, as bodies and backends report them.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -105,6 +125,10 @@ pub enum ResolveError {
     /// No organisation owns the key (401, the same answer as a bad signature).
     #[error("unknown tenant")]
     UnknownTenant,
+    /// Strict mode: the payload names a tenant key of another organisation than the one that
+    /// was decided (401, the same answer).
+    #[error("the payload names a tenant key of another organisation")]
+    TenantMismatch,
     /// The store failed (503).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -115,7 +139,7 @@ impl ResolveError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoTenantKey | Self::Probe(_) => StatusCode::BAD_REQUEST,
-            Self::UnknownTenant => StatusCode::UNAUTHORIZED,
+            Self::UnknownTenant | Self::TenantMismatch => StatusCode::UNAUTHORIZED,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -167,8 +191,7 @@ pub enum VerifyError {
     /// The credential signs a message id but the request carries none.
     #[error("missing message id")]
     MissingMessageId,
-    /// The credential signs `{url}` but the request URL cannot be reconstructed (no absolute
-    /// URI, no `public_url`, no `Host`).
+    /// The credential signs `{url}` but the verifier has no `public_url` to rebuild it from.
     #[error("request URL unknown")]
     UnknownUrl,
     /// The secret provider failed.

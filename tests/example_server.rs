@@ -306,11 +306,12 @@ async fn cross_tenant_and_tampered_requests_are_refused_and_store_nothing() {
 async fn transient_assistant_payloads_are_served_through_the_slug_route() {
     let server = Server::start().await;
     let body = std::fs::read(format!("{FIXTURES}/mbvapi4k_statusUpdate2.json")).unwrap();
-    // No tenant key in the payload: the payload route cannot place it.
+    // No tenant key in the payload but an unmapped Vapi org id: the payload route cannot
+    // place it, and answers like for any unknown key.
     let (status, _) = server
         .post_signed("/api/webhooks/vapi", "Org B", 0, &body)
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, reply) = server
         .post_signed("/api/webhooks/vapi/org-b", "Org B", 0, &body)
         .await;
@@ -416,6 +417,21 @@ fn tenants_file_errors_name_the_file_line_and_key() {
 }
 
 #[test]
+fn secrets_of_the_wrong_type_are_refused_without_being_printed() {
+    for (from, to) in [
+        ("secret = \"token\"", "secret = 31337999111"),
+        ("api_key = \"key-a\"", "api_key = 31337999111"),
+        ("secret = \"token\"", "secret = 31337.999111"),
+        ("secret = \"token\"", "secret = [31337999111]"),
+    ] {
+        let err = refused(&GOOD_ORG.replace(from, to));
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("31337"), "{text}");
+        assert!(text.contains("expected a string secret"), "{text}");
+    }
+}
+
+#[test]
 fn a_key_listed_by_two_orgs_is_refused() {
     let second = GOOD_ORG
         .replace(
@@ -473,7 +489,7 @@ mod postgres {
         let Some(url) = database_url() else { return };
         let tenants = demo_tenants();
         let key = vapi_webhooks::postgres::EncryptionKey::generate();
-        let backend = pg::connect(&url, key, Some(&tenants))
+        let backend = pg::connect(&url, None, key, Some(&tenants))
             .await
             .expect("postgres backend");
         let store = backend.store;

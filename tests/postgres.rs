@@ -117,7 +117,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             .fetch_all(&db.admin)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
     // The crate never creates sqlx's migration table in the application's schema.
     let sqlx_table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('vapi_webhooks._sqlx_migrations')::text")
@@ -140,7 +140,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             err,
             MigrateError::NewerSchema {
                 found: 99,
-                known: 2
+                known: 3
             }
         ),
         "{err:?}"
@@ -1118,4 +1118,125 @@ mod layers {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(short.org_for(&key).await.unwrap(), None);
     }
+}
+
+#[tokio::test]
+async fn check_role_sees_through_set_role_from_a_superuser() {
+    use vapi_webhooks::postgres::sqlx::postgres::PgPoolOptions;
+    let db = db!("check_role_sees_through_set_role_from_a_superuser");
+    let table = db.org_table().await;
+    // Logs in as the superuser, then SET ROLE to the safe app role: `current_user` looks safe,
+    // but RESET ROLE on the pooled connection lifts RLS.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query(&format!("SET ROLE {APP_ROLE}"))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(db.admin_options())
+        .await
+        .unwrap();
+    let current: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(current, APP_ROLE);
+    match check_role(&pool, &[&table]).await {
+        Err(RoleError::Unsafe(report)) => {
+            assert_eq!(report.role, APP_ROLE);
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| matches!(p, RoleProblem::SessionRole(_))),
+                "{report}"
+            );
+        }
+        other => panic!("a SET ROLE pool must be refused: {other:?}"),
+    }
+    // Logging in as the app role itself is safe.
+    assert!(check_role(&db.app_pool(1).await, &[&table]).await.is_ok());
+    db.drop_table(&table).await;
+}
+
+#[tokio::test]
+async fn keys_postgres_cannot_hold_are_unknown_not_an_outage() {
+    use vapi_webhooks::store::CachedStore;
+    let db = db!("keys_postgres_cannot_hold_are_unknown_not_an_outage");
+    let store = CachedStore::new(PgStore::new(
+        db.app_pool(1).await,
+        EncryptionKey::generate(),
+    ));
+    for key in [
+        TenantKey::Assistant("abc\0def".into()),
+        TenantKey::Slug("org-a\0".into()),
+    ] {
+        // Before: a database error (503 + Retry-After) on every such request.
+        assert_eq!(store.org_for(&key).await.unwrap(), None, "{key:?}");
+        assert_eq!(store.org_for(&key).await.unwrap(), None, "cached as a miss");
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_credential_is_refused_by_every_process_within_a_second() {
+    use std::time::{Duration, Instant};
+    use vapi_webhooks::postgres::watch_changes;
+    use vapi_webhooks::store::CachedStore;
+
+    let db = db!("a_revoked_credential_is_refused_by_every_process_within_a_second");
+    let key = EncryptionKey::generate();
+    let org = org();
+    // Two "processes": each its own pool, store and hour-long cache, on one database.
+    let admin_store = PgStore::new(db.app_pool(2).await, key.clone());
+    let pool_b = db.app_pool(2).await;
+    let cache_b =
+        CachedStore::new(PgStore::new(pool_b.clone(), key.clone())).ttl(Duration::from_secs(3600));
+    let watch = watch_changes(&pool_b, cache_b.clone()).await.unwrap();
+
+    let id = admin_store
+        .add_credential(
+            org,
+            &CredentialConfig::new(KindName::Bearer, SecretString::new("leaked-token").unwrap()),
+        )
+        .await
+        .unwrap();
+    let asst = TenantKey::Assistant(format!("asst-revoke-{}", Uuid::new_v4()).into());
+    // Cached in B: the credential, and a miss for a key not added yet.
+    let added = Instant::now();
+    loop {
+        if cache_b.credentials(Some(&org)).await.unwrap().len() == 1 {
+            break;
+        }
+        assert!(
+            added.elapsed() < Duration::from_secs(1),
+            "the add never reached B"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cache_b.org_for(&asst).await.unwrap(), None);
+
+    admin_store.remove_credential(org, id).await.unwrap();
+    admin_store.add_tenant_key(org, &asst).await.unwrap();
+    let revoked = Instant::now();
+    loop {
+        let credentials = cache_b.credentials(Some(&org)).await.unwrap().len();
+        let owner = cache_b.org_for(&asst).await.unwrap();
+        if credentials == 0 && owner == Some(org) {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "B still had {credentials} credential(s) and owner {owner:?} after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "revocation reached the other process in {:?}",
+        revoked.elapsed()
+    );
+    watch.abort();
 }

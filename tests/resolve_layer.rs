@@ -148,7 +148,9 @@ async fn vapi4k_fixtures_resolve_through_their_phone_number() {
 
 #[tokio::test]
 async fn mbvapi4k_web_calls_have_no_key_for_the_payload_locator_alone() {
-    // They carry only Vapi's org id, which counts only when the store maps it.
+    // They carry only Vapi's org id, which counts only when the store maps it. Unmapped, it is
+    // an unknown key: the same 401 as a mapped one with a bad signature, so a client learns
+    // nothing about which Vapi org ids are tenants.
     let store = InMemoryStore::builder().slug("acme", org()).build();
     for name in ["mbvapi4k_statusUpdate2.json", "mbvapi4k_functionCall.json"] {
         let (res, seen) = send(
@@ -157,14 +159,14 @@ async fn mbvapi4k_web_calls_have_no_key_for_the_payload_locator_alone() {
         )
         .await;
         assert!(
-            matches!(resolve_error(&res), ResolveError::NoTenantKey),
+            matches!(resolve_error(&res), ResolveError::UnknownTenant),
             "{name}"
         );
         assert_rejected(
             res,
             &seen,
-            StatusCode::BAD_REQUEST,
-            r#"{"error":"bad request"}"#,
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"unauthorized"}"#,
         )
         .await;
     }
@@ -743,4 +745,55 @@ async fn works_under_axum_router_layer() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body_of(res).await, format!("acme {a} path {{}}").as_bytes());
+}
+
+#[tokio::test]
+async fn strict_mode_refuses_a_payload_naming_another_orgs_key() {
+    let (a, c) = (org(), OrgId::new(Uuid::from_u128(0xc)));
+    let store = InMemoryStore::builder()
+        .assistant("asst-a", a)
+        .slug("org-c", c)
+        .build();
+    let layer = || {
+        OrgResolveLayer::new(store.clone())
+            .locator(TenantLocator::path_after("/vapi/"))
+            .locator(TenantLocator::payload())
+    };
+    let naming_a = r#"{"message":{"type":"status-update","call":{"assistantId":"asst-a"}}}"#;
+    // Lenient (the default): the URL decides, the payload's id is not checked.
+    let (res, seen) = send(layer(), post("/vapi/org-c", naming_a)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(seen.ctx().org_id, c);
+    // Strict: org A's assistant in org C's URL is refused with the uniform 401.
+    let (res, seen) = send(layer().strict(true), post("/vapi/org-c", naming_a)).await;
+    assert!(matches!(resolve_error(&res), ResolveError::TenantMismatch));
+    assert_rejected(
+        res,
+        &seen,
+        StatusCode::UNAUTHORIZED,
+        r#"{"error":"unauthorized"}"#,
+    )
+    .await;
+    // Strict, with ids no org owns, or the org's own: accepted.
+    for body in [
+        r#"{"message":{"type":"status-update","call":{"assistantId":"asst-unknown"}}}"#,
+        r#"{"message":{"type":"status-update"}}"#,
+    ] {
+        let (res, seen) = send(layer().strict(true), post("/vapi/org-c", body)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{body}");
+        assert_eq!(seen.ctx().org_id, c);
+    }
+    let (res, seen) = send(layer().strict(true), post("/vapi/nope", naming_a)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "unknown slug decides"
+    );
+    assert_eq!(seen.runs(), 0);
+    let (res, _) = send(layer().strict(true), post("/vapi", naming_a)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the payload's own key agrees with itself"
+    );
 }

@@ -198,6 +198,7 @@ fn github() -> Credential {
             .unwrap()
             .prefix("sha256="),
     )
+    .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,7 +304,8 @@ async fn bad_signatures_get_the_same_401_and_never_reach_the_handler() {
     let signature = good["x-signature"].to_str().unwrap().to_owned();
     app.assert_passes(good.clone(), BODY).await;
 
-    let sha1 = Credential::hmac(HmacCredential::new(HmacAlgorithm::Sha1, "vapi-secret").unwrap());
+    let sha1 =
+        Credential::hmac(HmacCredential::new(HmacAlgorithm::Sha1, "vapi-secret").unwrap()).unwrap();
     let sha1_signature = Signer::new(&sha1).at(now()).signature(BODY);
     assert_eq!(sha1_signature.len(), 40);
 
@@ -873,12 +875,17 @@ fn templated() -> Credential {
             .payload_format("{method} {url}\n{svix-id}.{timestamp}.{body}")
             .unwrap(),
     )
+    .unwrap()
 }
 
 #[tokio::test]
 async fn method_url_and_message_id_templates() {
     let credential = templated();
-    let app = single(&credential);
+    let app = app(
+        SignatureVerifyLayer::new(SingleTenant::new(credential.clone()))
+            .clock(now)
+            .public_url(format!("https://{HOST}")),
+    );
     let url = format!("https://{HOST}/hook?tenant=acme");
     let req = |headers: HeaderMap| {
         let mut req = request(headers, BODY);
@@ -892,7 +899,7 @@ async fn method_url_and_message_id_templates() {
     let headers = signer.headers(BODY);
     assert_eq!(headers["svix-id"], "msg_1");
 
-    // `{url}` is https://{Host}{path?query}; method, url and id are all covered.
+    // `{url}` is the public URL + path and query; method, url and id are all covered.
     let reply = app.send_request(req(headers.clone())).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.rejection);
     for (label, headers) in [
@@ -927,14 +934,51 @@ async fn method_url_and_message_id_templates() {
     assert_reason(&reply, |e| matches!(e, VerifyError::MissingMessageId));
     assert_eq!(app.runs(), 1);
 
-    // An absolute request URI is used as it is.
+    // Nothing the client sends picks the host: an absolute request target is not trusted.
     let mut absolute = req(Signer::new(&credential)
         .at(now())
-        .url("http://internal:8080/hook?x=1")
+        .url("http://attacker.example/hook?x=1")
         .headers(BODY));
-    *absolute.uri_mut() = "http://internal:8080/hook?x=1".parse().unwrap();
-    let reply = app.send_request(absolute).await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.rejection);
+    *absolute.uri_mut() = "http://attacker.example/hook?x=1".parse().unwrap();
+    assert_unauthorized(&app.send_request(absolute).await);
+}
+
+#[tokio::test]
+async fn url_credentials_verify_nothing_without_a_public_url() {
+    let credential = templated();
+    let app = single(&credential);
+    let signed = Signer::new(&credential)
+        .at(now())
+        .message_id("msg_1")
+        .url("http://attacker.example/hook")
+        .headers(BODY);
+    let mut req = request(signed, BODY);
+    req.headers_mut()
+        .insert(http::header::HOST, "attacker.example".parse().unwrap());
+    let reply = app.send_request(req).await;
+    assert_unauthorized(&reply);
+    assert_reason(&reply, |e| matches!(e, VerifyError::UnknownUrl));
+    assert_eq!(app.runs(), 0);
+}
+
+#[test]
+fn a_timestamp_header_outside_the_signed_payload_is_refused_when_built() {
+    let unsigned = HmacCredential::new(HmacAlgorithm::Sha256, "s")
+        .unwrap()
+        .timestamp_header(Some(HeaderName::from_static("x-ts")))
+        .payload_format("{body}")
+        .unwrap();
+    assert_eq!(
+        Credential::hmac(unsigned).unwrap_err(),
+        CredentialError::TimestampNotSigned
+    );
+    let err = toml::from_str::<CredentialConfig>(
+        "kind = \"hmac\"\nsecret = \"s\"\ntimestamp_header = \"x-ts\"\npayload_format = \"{body}\"",
+    )
+    .unwrap()
+    .build()
+    .unwrap_err();
+    assert_eq!(err, CredentialError::TimestampNotSigned);
 }
 
 #[tokio::test]
@@ -978,7 +1022,7 @@ async fn sha512_sha1_base64_and_base64_secrets_match_independent_hmacs() {
     let cases: Vec<(&str, Credential, String)> = vec![
         (
             "sha512 hex",
-            Credential::hmac(HmacCredential::new(HmacAlgorithm::Sha512, "k512").unwrap()),
+            Credential::hmac(HmacCredential::new(HmacAlgorithm::Sha512, "k512").unwrap()).unwrap(),
             hex::encode(hmac_raw::<Hmac<sha2::Sha512>>(b"k512", &payload)),
         ),
         (
@@ -987,7 +1031,8 @@ async fn sha512_sha1_base64_and_base64_secrets_match_independent_hmacs() {
                 HmacCredential::new(HmacAlgorithm::Sha1, "k1")
                     .unwrap()
                     .prefix("sha1="),
-            ),
+            )
+            .unwrap(),
             format!(
                 "sha1={}",
                 hex::encode(hmac_raw::<Hmac<sha1::Sha1>>(b"k1", &payload))
@@ -999,7 +1044,8 @@ async fn sha512_sha1_base64_and_base64_secrets_match_independent_hmacs() {
                 HmacCredential::new(HmacAlgorithm::Sha256, "k256")
                     .unwrap()
                     .encoding(SignatureEncoding::Base64),
-            ),
+            )
+            .unwrap(),
             base64::engine::general_purpose::STANDARD
                 .encode(hmac_raw::<Hmac<sha2::Sha256>>(b"k256", &payload)),
         ),

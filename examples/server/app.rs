@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use vapi_webhooks::error::bounded;
 use vapi_webhooks::replay::ReplayGuard;
 use vapi_webhooks::store::InMemoryStore;
 use vapi_webhooks::vapi::reply::{
@@ -38,6 +39,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Replay protection (in-process unless a shared store is given).
     pub replay_guard: ReplayGuard,
+    /// The scheme and host senders address, for credentials that sign `{url}`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
         Self {
             request_timeout: Duration::from_secs(15),
             replay_guard: ReplayGuard::in_memory(),
+            public_url: None,
         }
     }
 }
@@ -182,7 +186,11 @@ impl App {
             orgs: Arc::new(orgs),
             calls,
         };
-        let verify = SignatureVerifyLayer::from_shared(secrets).replay_guard(config.replay_guard);
+        let mut verify =
+            SignatureVerifyLayer::from_shared(secrets).replay_guard(config.replay_guard);
+        if let Some(base) = config.public_url {
+            verify = verify.public_url(base);
+        }
         // Tenant from the payload: saved assistants, squads and phone numbers.
         let by_payload = ServiceBuilder::new()
             .layer(OrgResolveLayer::from_shared(store.clone()))
@@ -211,7 +219,7 @@ impl App {
                         tracing::info_span!(
                             "request",
                             method = %req.method(),
-                            path = %req.uri().path(),
+                            path = %bounded(req.uri().path()),
                             org_id = tracing::field::Empty,
                             tenant_key_kind = tracing::field::Empty,
                             tenant_key_source = tracing::field::Empty,
@@ -267,7 +275,7 @@ async fn webhook(
     let org_id = org.org_id;
     let info = state.orgs.get(&org_id);
     let name = info.map_or_else(|| org_id.to_string(), |info| info.name.clone());
-    tracing::info!(org = %org_id, message_type = event.type_name(), "vapi message");
+    tracing::info!(org = %org_id, message_type = %bounded(event.type_name()), "vapi message");
     match &*event {
         ServerMessage::AssistantRequest(_) => {
             match info.and_then(|info| info.first_assistant.as_deref()) {

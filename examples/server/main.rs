@@ -35,10 +35,19 @@ struct Args {
     /// Seconds a request may take before it is answered 408.
     #[arg(long, default_value_t = 15)]
     request_timeout: u64,
+    /// The scheme and host Vapi sends to, e.g. `https://hooks.example.com`: needed by
+    /// credentials that sign `{url}` (the Host header is not trusted for it).
+    #[arg(long)]
+    public_url: Option<String>,
     /// Keep tenants, credentials and calls in Postgres (needs `--features postgres`).
     #[cfg(feature = "postgres")]
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// The URL requests connect with (the role row-level security applies to). Default: the
+    /// `--database-url` with the user `vapi_example_app`.
+    #[cfg(feature = "postgres")]
+    #[arg(long, env = "APP_DATABASE_URL", hide_env_values = true)]
+    app_database_url: Option<String>,
     /// Base64 of the 32-byte key that encrypts credential secrets in Postgres.
     #[cfg(feature = "postgres")]
     #[arg(long, env = "VAPI_WEBHOOKS_ENCRYPTION_KEY", hide_env_values = true)]
@@ -96,6 +105,7 @@ async fn build(args: &Args) -> Result<app::App, String> {
     #[allow(unused_mut)]
     let mut config = app::Config {
         request_timeout: Duration::from_secs(args.request_timeout),
+        public_url: args.public_url.clone(),
         ..app::Config::default()
     };
     #[cfg(feature = "redis")]
@@ -120,7 +130,8 @@ async fn build(args: &Args) -> Result<app::App, String> {
         let key = vapi_webhooks::postgres::EncryptionKey::from_base64(key)
             .map_err(|err| format!("bad encryption key: {err}"))?;
         let tenants = tenants_file.as_ref().map(load).transpose()?;
-        let backend = pg::connect(url, key, tenants.as_ref()).await?;
+        let backend =
+            pg::connect(url, args.app_database_url.as_deref(), key, tenants.as_ref()).await?;
         let store = backend.store;
         return Ok(app::App::new(
             backend.orgs,

@@ -2,15 +2,19 @@
 //! `vapi_webhooks.*`, org names in `vapi_example.orgs`, and end-of-call reports in
 //! `vapi_example.calls`, a table with row-level security enabled and forced.
 //!
-//! The URL's role runs the migrations and owns the tables; requests run as the role
-//! `vapi_example_app` (`SET ROLE` on every pooled connection): not superuser, no `BYPASSRLS`, owner
-//! of nothing, so the RLS policy binds every query the handlers make.
+//! The URL's role runs the migrations and owns the tables; requests run on connections that log
+//! in as the role `vapi_example_app` (the same URL with that user, or `--app-database-url`):
+//! not superuser, no `BYPASSRLS`, owner of nothing, so the RLS policy binds every query the
+//! handlers make. It logs in as that role rather than `SET ROLE` from the owner, which a
+//! `RESET ROLE` on a pooled connection would undo; `check_role` refuses such a pool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vapi_webhooks::postgres::sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+use vapi_webhooks::postgres::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use vapi_webhooks::postgres::sqlx::{self, Row};
 use vapi_webhooks::postgres::{
     EncryptionKey, PgStore, RoleCheck, StoreAccess, begin_org_tx, enable_org_rls,
@@ -46,10 +50,10 @@ CREATE TABLE IF NOT EXISTS vapi_example.calls (
 CREATE UNIQUE INDEX IF NOT EXISTS calls_org_call ON vapi_example.calls (org_id, call_id);
 DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'vapi_example_app') THEN
-        CREATE ROLE vapi_example_app NOLOGIN NOSUPERUSER NOBYPASSRLS;
+        CREATE ROLE vapi_example_app LOGIN NOSUPERUSER NOBYPASSRLS;
     END IF;
 END $$;
-GRANT vapi_example_app TO CURRENT_USER;
+ALTER ROLE vapi_example_app LOGIN;
 GRANT USAGE ON SCHEMA vapi_example TO vapi_example_app;
 GRANT SELECT ON vapi_example.orgs TO vapi_example_app;
 GRANT SELECT, INSERT ON vapi_example.calls TO vapi_example_app;
@@ -66,6 +70,7 @@ pub struct Backend {
 /// Connects, migrates, optionally imports `tenants`, and checks the request role.
 pub async fn connect(
     url: &str,
+    app_url: Option<&str>,
     key: EncryptionKey,
     tenants: Option<&Tenants>,
 ) -> Result<Backend, String> {
@@ -86,19 +91,15 @@ pub async fn connect(
     }
     admin.close().await;
 
+    let app_options = match app_url {
+        Some(app_url) => PgConnectOptions::from_str(app_url),
+        None => PgConnectOptions::from_str(url).map(|o| o.username(APP_ROLE)),
+    }
+    .map_err(|err| format!("bad database URL: {err}"))?;
     let app = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(3))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                sqlx::query("SET ROLE vapi_example_app")
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .connect_lazy(url)
-        .map_err(|err| format!("bad database URL: {err}"))?;
+        .connect_lazy_with(app_options);
     RoleCheck::new(&["vapi_example.calls"])
         .run(&app)
         .await
@@ -217,9 +218,16 @@ async fn load_orgs(pool: &PgPool) -> Result<HashMap<OrgId, OrgInfo>, String> {
 
 /// End-of-call reports in `vapi_example.calls`, always read and written inside an org-scoped
 /// transaction: the queries below carry no `WHERE org_id`, RLS supplies it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgCalls {
     pool: PgPool,
+}
+
+// Not derived: the pool's options hold the database password.
+impl std::fmt::Debug for PgCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgCalls").finish_non_exhaustive()
+    }
 }
 
 /// Postgres `text` refuses NUL; an authentic message must never fail on its content.

@@ -53,8 +53,62 @@ impl fmt::Debug for SecretString {
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(deserializer)?;
-        Self::new(s).map_err(serde::de::Error::custom)
+        deserializer.deserialize_string(SecretVisitor)
+    }
+}
+
+/// Accepts a string only, and never quotes what it got instead: a secret written as a number
+/// must not be printed in the error that refuses it.
+struct SecretVisitor;
+
+macro_rules! refuse_without_value {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Err(E::custom("invalid type: expected a string secret"))
+        })*
+    };
+}
+
+impl<'de> serde::de::Visitor<'de> for SecretVisitor {
+    type Value = SecretString;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string secret")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        SecretString::new(v).map_err(E::custom)
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        SecretString::new(v).map_err(E::custom)
+    }
+
+    refuse_without_value!(
+        visit_bool(bool),
+        visit_i64(i64),
+        visit_i128(i128),
+        visit_u64(u64),
+        visit_u128(u128),
+        visit_f64(f64),
+        visit_char(char),
+        visit_bytes(&[u8]),
+    );
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Err(E::custom("invalid type: expected a string secret"))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(serde::de::Error::custom(
+            "invalid type: expected a string secret",
+        ))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+        Err(serde::de::Error::custom(
+            "invalid type: expected a string secret",
+        ))
     }
 }
 
@@ -181,7 +235,7 @@ impl CredentialConfig {
                 if let Some(prefix) = &self.prefix {
                     hmac = hmac.prefix(prefix.clone());
                 }
-                Credential::hmac(hmac.check()?)
+                Credential::hmac(hmac)?
             }
             KindName::StandardWebhooks | KindName::SecretHeader | KindName::Bearer => {
                 if let Some((field, _)) = hmac_only.iter().find(|(_, set)| *set) {

@@ -31,7 +31,8 @@
 //!         .unwrap()
 //!         .encoding(SignatureEncoding::Hex)
 //!         .prefix("sha256="),
-//! );
+//! )
+//! .unwrap();
 //! assert!(format!("{current:?} {old:?} {github:?}").find("secret").is_none());
 //! ```
 
@@ -67,6 +68,10 @@ pub enum CredentialError {
     /// The payload format uses `{timestamp}` but the credential has no timestamp header.
     #[error("the payload format uses {{timestamp}} but no timestamp header is set")]
     TimestampWithoutHeader,
+    /// The credential has a timestamp header but its payload format does not sign
+    /// `{timestamp}`: the window would be checked on a value anyone can rewrite.
+    #[error("a timestamp header is set but the payload format does not sign {{timestamp}}")]
+    TimestampNotSigned,
     /// A header name is not a valid HTTP header name.
     #[error("invalid header name `{0}`")]
     HeaderName(String),
@@ -428,10 +433,12 @@ impl HmacCredential {
     }
 
     pub(crate) fn check(self) -> Result<Self, CredentialError> {
-        if self.timestamp_header.is_none() && self.payload_format.uses(&PayloadPart::Timestamp) {
-            return Err(CredentialError::TimestampWithoutHeader);
+        let signed = self.payload_format.uses(&PayloadPart::Timestamp);
+        match (&self.timestamp_header, signed) {
+            (None, true) => Err(CredentialError::TimestampWithoutHeader),
+            (Some(_), false) => Err(CredentialError::TimestampNotSigned),
+            _ => Ok(self),
         }
-        Ok(self)
     }
 }
 
@@ -513,31 +520,29 @@ pub struct Credential {
 }
 
 impl Credential {
-    /// An HMAC credential.
-    pub fn hmac(hmac: HmacCredential) -> Self {
-        Self {
-            kind: CredentialKind::Hmac(hmac),
+    /// An HMAC credential, checked: a timestamp header must be signed (`{timestamp}` in the
+    /// payload format), and `{timestamp}` needs a timestamp header.
+    pub fn hmac(hmac: HmacCredential) -> Result<Self, CredentialError> {
+        Ok(Self {
+            kind: CredentialKind::Hmac(hmac.check()?),
             not_after: None,
-        }
+        })
     }
 
     /// Vapi's default HMAC credential: `x-signature` / `x-timestamp`, `{timestamp}.{body}`,
     /// hex HMAC-SHA256.
     pub fn vapi_hmac(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
-        Ok(Self::hmac(HmacCredential::new(
-            HmacAlgorithm::Sha256,
-            secret,
-        )?))
+        Self::hmac(HmacCredential::new(HmacAlgorithm::Sha256, secret)?)
     }
 
     /// The widely documented `x-vapi-signature` / `x-vapi-timestamp` scheme:
     /// `{timestamp}.{body}`, hex HMAC-SHA256.
     pub fn vapi_signature(secret: impl Into<Vec<u8>>) -> Result<Self, CredentialError> {
-        Ok(Self::hmac(
+        Self::hmac(
             HmacCredential::new(HmacAlgorithm::Sha256, secret)?
                 .signature_header(HeaderName::from_static("x-vapi-signature"))
                 .timestamp_header(Some(HeaderName::from_static("x-vapi-timestamp"))),
-        ))
+        )
     }
 
     /// Standard Webhooks: `webhook-id` / `webhook-timestamp` / `webhook-signature: v1,<base64> …`
@@ -545,7 +550,7 @@ impl Credential {
     /// optional).
     pub fn standard_webhooks(secret: &str) -> Result<Self, CredentialError> {
         let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-        Ok(Self::hmac(
+        Self::hmac(
             HmacCredential::with_secret(HmacAlgorithm::Sha256, Secret::from_base64(encoded)?)
                 .signature_header(HeaderName::from_static("webhook-signature"))
                 .timestamp_header(Some(HeaderName::from_static("webhook-timestamp")))
@@ -553,7 +558,7 @@ impl Credential {
                 .payload_format("{svix-id}.{timestamp}.{body}")?
                 .encoding(SignatureEncoding::Base64)
                 .prefix("v1,"),
-        ))
+        )
     }
 
     /// A shared secret in `header`, e.g. `x-vapi-secret`.

@@ -21,6 +21,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "workflow tenant keys",
         include_str!("migrations/0002_workflow_keys.sql"),
     ),
+    (
+        3,
+        "change notifications",
+        include_str!("migrations/0003_change_notifications.sql"),
+    ),
 ];
 
 /// Why [`migrate`] failed.

@@ -101,6 +101,7 @@ mod migrate;
 mod role;
 mod store;
 mod tx;
+mod watch;
 
 pub use sqlx;
 
@@ -112,3 +113,4 @@ pub use self::migrate::{MigrateError, SCHEMA, StoreAccess, grant_store_access, m
 pub use self::role::{RoleCheck, RoleError, RoleProblem, RoleReport, check_role};
 pub use self::store::{AdminError, CredentialId, CredentialInfo, PgStore, rotate_encryption_key};
 pub use self::tx::{ORG_ID_SETTING, ORG_POLICY_PREDICATE, OrgTx, begin_org_tx, enable_org_rls};
+pub use self::watch::{CHANGES_CHANNEL, watch_changes};

@@ -25,6 +25,10 @@ pub enum RoleProblem {
     RlsNotForced(String),
     /// The table does not exist (or the role cannot see it).
     MissingTable(String),
+    /// The role the connection logged in as (`session_user`, which `RESET ROLE` or
+    /// `DISCARD ALL` returns to) is not the checked one and is a superuser or has `BYPASSRLS`:
+    /// the `SET ROLE` that makes RLS apply can be undone on the connection.
+    SessionRole(String),
 }
 
 impl fmt::Display for RoleProblem {
@@ -38,6 +42,10 @@ impl fmt::Display for RoleProblem {
             Self::RlsDisabled(t) => write!(f, "{t} does not have row level security enabled"),
             Self::RlsNotForced(t) => write!(f, "{t} does not force row level security"),
             Self::MissingTable(t) => write!(f, "table {t} not found"),
+            Self::SessionRole(r) => write!(
+                f,
+                "the connection logged in as {r}, which bypasses row level security after RESET ROLE"
+            ),
         }
     }
 }
@@ -113,11 +121,17 @@ impl RoleCheck {
 
     /// Runs the check on a connection of `pool`.
     pub async fn run(&self, pool: &PgPool) -> Result<RoleReport, RoleError> {
-        let (role, superuser, bypass): (String, bool, bool) = sqlx::query_as(
-            "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
-        )
-        .fetch_one(pool)
-        .await?;
+        // Both roles: the current one, and the one the connection logged in as, which a
+        // `RESET ROLE` or `DISCARD ALL` on a pooled connection returns to.
+        let (role, superuser, bypass, session, session_unsafe): (String, bool, bool, String, bool) =
+            sqlx::query_as(
+                "SELECT c.rolname::text, c.rolsuper, c.rolbypassrls, \
+                        s.rolname::text, s.rolsuper OR s.rolbypassrls \
+                 FROM pg_roles c, pg_roles s \
+                 WHERE c.rolname = current_user AND s.rolname = session_user",
+            )
+            .fetch_one(pool)
+            .await?;
         let mut problems = Vec::new();
         if superuser {
             problems.push(RoleProblem::Superuser);
@@ -125,10 +139,14 @@ impl RoleCheck {
         if bypass {
             problems.push(RoleProblem::BypassRls);
         }
+        if session != role && session_unsafe {
+            problems.push(RoleProblem::SessionRole(session));
+        }
         for table in &self.tables {
             let row: Option<(String, String, bool, bool, bool)> = sqlx::query_as(
                 "SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner)::text, \
-                        pg_has_role(current_user, c.relowner, 'MEMBER'), \
+                        pg_has_role(current_user, c.relowner, 'MEMBER') \
+                          OR pg_has_role(session_user, c.relowner, 'MEMBER'), \
                         c.relrowsecurity, c.relforcerowsecurity \
                  FROM pg_class c WHERE c.oid = to_regclass($1)",
             )
@@ -166,7 +184,9 @@ impl RoleCheck {
 
 /// Checks that row-level security protects the org-data `tables` from the role the pool
 /// connects as: errors when the role is a superuser, has `BYPASSRLS`, owns (or is a member of
-/// the owner of) a table, or a table lacks enabled and forced RLS. Call it at startup; use
+/// the owner of) a table, or a table lacks enabled and forced RLS. The role the connection
+/// logged in as (`session_user`) is checked too: a pool that logs in as a superuser and
+/// `SET ROLE`s to an application role is refused, since `RESET ROLE` lifts RLS. Call it at startup; use
 /// [`RoleCheck::warn_only`] to log instead.
 pub async fn check_role<T: AsRef<str>>(
     pool: &PgPool,

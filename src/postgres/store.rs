@@ -381,6 +381,11 @@ fn tenant_key(kind: &str, value: String) -> Option<TenantKey> {
 #[async_trait::async_trait]
 impl AssistantOrgStore for PgStore {
     async fn org_for(&self, key: &TenantKey) -> Result<Option<OrgId>, StoreError> {
+        // Postgres text cannot hold NUL, so no tenant owns such a key: an unknown key (401,
+        // cacheable), not a database error (503) that every such request would repeat.
+        if key.value().contains('\0') {
+            return Ok(None);
+        }
         let org: Option<Uuid> = sqlx::query_scalar(
             "SELECT org_id FROM vapi_webhooks.tenant_keys WHERE kind = $1 AND value = $2",
         )

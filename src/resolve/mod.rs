@@ -25,7 +25,9 @@
 //!   next locator is asked. (Vapi puts its org id in every call, also for tenants identified
 //!   some other way.)
 //!
-//! No key anywhere → 400. A body the payload locator cannot read (not JSON, nested deeper than
+//! An unmapped Vapi org id with no other key → 401, like an unknown key. No key anywhere →
+//! 400. With [`strict`](OrgResolveLayer::strict), a payload that also names a key of another
+//! organisation → 401. A body the payload locator cannot read (not JSON, nested deeper than
 //! [`MAX_DEPTH`], a tenant field repeated) → 400. A failing store → 503 with `Retry-After`.
 //! Rejections go through the layer's [`OnReject`], [`DefaultOnReject`] unless
 //! [`on_reject`](OrgResolveLayer::on_reject) sets another.
@@ -132,6 +134,7 @@ struct Config {
     locators: Arc<[TenantLocator]>,
     explicit: bool,
     body_limit: usize,
+    strict: bool,
 }
 
 impl<S: AssistantOrgStore> OrgResolveLayer<S> {
@@ -151,6 +154,7 @@ impl<S: AssistantOrgStore + ?Sized> OrgResolveLayer<S> {
                     locators: Arc::new([TenantLocator::payload()]),
                     explicit: false,
                     body_limit: DEFAULT_BODY_LIMIT,
+                    strict: false,
                 }),
             },
             on_reject: DefaultOnReject,
@@ -190,6 +194,19 @@ impl<S: ?Sized, R> OrgResolveLayer<S, R> {
     /// Checked against a body an earlier stage buffered too.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.config().body_limit = bytes;
+        self
+    }
+
+    /// Strict mode (off by default): once a locator decided the organisation, every tenant
+    /// key the payload names is looked up too, and a payload naming a key the store maps to
+    /// **another** organisation is refused ([`ResolveError::TenantMismatch`], the same 401).
+    ///
+    /// For routes where the URL decides the tenant (a slug per organisation) but handlers also
+    /// read ids from the payload: org C's credential can then never carry org A's assistant
+    /// id into org C's handler. Keys no organisation owns are fine. Costs a store lookup per
+    /// payload key (cached by [`CachedStore`](crate::CachedStore)).
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.config().strict = strict;
         self
     }
 
@@ -268,6 +285,11 @@ impl<S: AssistantOrgStore + ?Sized> RequestCheck for Resolve<S> {
             let ctx = resolve(&*this.store, &this.config.locators, &parts, &body)
                 .await
                 .map_err(|err| Rejection::new(err, None))?;
+            if this.config.strict {
+                agree(&*this.store, &ctx, &body)
+                    .await
+                    .map_err(|err| Rejection::new(err, None))?;
+            }
             record(&ctx);
             parts.extensions.insert(ctx);
             Ok((Request::from_parts(parts, buffered), ()))
@@ -285,6 +307,9 @@ pub async fn resolve<S: AssistantOrgStore + ?Sized>(
     parts: &Parts,
     body: &[u8],
 ) -> Result<OrgContext, ResolveError> {
+    // An unmapped Vapi org id ends as 401, like any unknown key: a 400 would tell a client
+    // without credentials which Vapi org ids are tenants.
+    let mut unknown = false;
     for locator in locators {
         let found = locator.locate(parts, body)?;
         if let Some((key, source)) = found.decisive {
@@ -294,12 +319,36 @@ pub async fn resolve<S: AssistantOrgStore + ?Sized>(
             };
         }
         if let Some((key, source)) = found.weak {
-            if let Some(org) = store.org_for(&key).await? {
-                return Ok(OrgContext::new(org, key, source));
+            match store.org_for(&key).await? {
+                Some(org) => return Ok(OrgContext::new(org, key, source)),
+                None => unknown = true,
             }
         }
     }
-    Err(ResolveError::NoTenantKey)
+    Err(if unknown {
+        ResolveError::UnknownTenant
+    } else {
+        ResolveError::NoTenantKey
+    })
+}
+
+/// Strict mode: no tenant key of the payload belongs to another organisation than `ctx`'s.
+async fn agree<S: AssistantOrgStore + ?Sized>(
+    store: &S,
+    ctx: &OrgContext,
+    body: &[u8],
+) -> Result<(), ResolveError> {
+    for (_, key) in probe(body)?.iter() {
+        if key == ctx.key {
+            continue;
+        }
+        if let Some(owner) = store.org_for(&key).await? {
+            if owner != ctx.org_id {
+                return Err(ResolveError::TenantMismatch);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn record(ctx: &OrgContext) {

@@ -67,6 +67,25 @@ impl<S: ?Sized> CachedStore<S> {
         self.credentials.invalidate_all();
     }
 
+    /// Forgets what may have changed for `org`: its credentials, the keys it owns, and every
+    /// cached miss (a key just added to it was one).
+    ///
+    /// With the `postgres` feature, `postgres::watch_changes` calls this in every process as
+    /// soon as a change commits.
+    pub fn invalidate_org(&self, org: &OrgId) {
+        self.credentials.invalidate(org);
+        let org = *org;
+        // Registered predicates apply to every read from now on; the cache drops the entries
+        // in the background.
+        if self
+            .orgs
+            .invalidate_entries_if(move |_, owner| owner.is_none_or(|o| o == org))
+            .is_err()
+        {
+            self.orgs.invalidate_all();
+        }
+    }
+
     /// The wrapped store.
     pub fn inner(&self) -> &Arc<S> {
         &self.inner
@@ -78,6 +97,7 @@ impl<S: ?Sized> CachedStore<S> {
             orgs: Cache::builder()
                 .max_capacity(max_entries)
                 .time_to_live(ttl)
+                .support_invalidation_closures()
                 .build(),
             credentials: Cache::builder()
                 .max_capacity(max_entries)

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use http::{HeaderMap, HeaderName, Method, Uri, header};
+use http::{HeaderMap, HeaderName, Method, Uri};
 use subtle::ConstantTimeEq;
 
 use super::time::{in_window, parse_timestamp};
@@ -102,10 +102,7 @@ fn verify_hmac(
         None
     };
     let url = if format.uses(&PayloadPart::Url) {
-        Some(
-            request_url(req.uri, headers, verifier.public_url.as_deref())
-                .ok_or(VerifyError::UnknownUrl)?,
-        )
+        Some(request_url(req.uri, verifier.public_url.as_deref()).ok_or(VerifyError::UnknownUrl)?)
     } else {
         None
     };
@@ -216,16 +213,10 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option
     Ok(first.map(|value| value.as_bytes()))
 }
 
-/// The URL the sender addressed: `public_url` + path and query when configured, else the
-/// absolute request URI, else `https://{Host}` + path and query.
-fn request_url(uri: &Uri, headers: &HeaderMap, public_url: Option<&str>) -> Option<String> {
+/// The URL the sender addressed: `public_url` + path and query. Nothing the client sends
+/// (`Host`, an absolute request target) decides the scheme and host, so without `public_url`
+/// there is no URL to check and a `{url}` credential verifies nothing.
+fn request_url(uri: &Uri, public_url: Option<&str>) -> Option<String> {
     let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    if let Some(base) = public_url {
-        return Some(format!("{base}{path_and_query}"));
-    }
-    if uri.scheme().is_some() && uri.authority().is_some() {
-        return Some(uri.to_string());
-    }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    Some(format!("https://{host}{path_and_query}"))
+    Some(format!("{}{path_and_query}", public_url?))
 }

@@ -169,9 +169,10 @@ impl Verifier {
     }
 
     /// The scheme and host the sender addressed, e.g. `https://hooks.example.com`, for
-    /// credentials that sign `{url}` behind a proxy: `{url}` is then this base followed by the
-    /// request's path and query. Without it, `{url}` is the request URI when it is absolute and
-    /// `https://{Host}{path?query}` otherwise.
+    /// credentials that sign `{url}`: `{url}` is this base followed by the request's path and
+    /// query. **Required by such credentials**: without it they verify nothing
+    /// ([`VerifyError::UnknownUrl`]), since the `Host` header and an absolute request target
+    /// are whatever the client says.
     pub fn public_url(mut self, base: impl Into<String>) -> Self {
         let base = base.into();
         self.public_url = Some(base.trim_end_matches('/').into());

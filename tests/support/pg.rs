@@ -89,6 +89,12 @@ impl TestDb {
             .unwrap();
     }
 
+    /// Connect options of the superuser.
+    #[allow(dead_code)]
+    pub fn admin_options(&self) -> PgConnectOptions {
+        self.admin_opts.clone()
+    }
+
     /// Connect options for the app role (trust auth: same URL, another user).
     pub fn app_options(&self) -> PgConnectOptions {
         self.admin_opts.clone().username(APP_ROLE).password("")
