@@ -275,7 +275,7 @@ mod tests {
         if verified {
             parts.extensions.insert(Verified::new(
                 None,
-                crate::replay::DeliveryKey::from_bytes([0; 32]),
+                crate::replay::DeliveryKey::from_bytes([0; 16]),
             ));
         }
         if let Some(body) = body {

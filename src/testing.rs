@@ -175,8 +175,8 @@ impl Signer {
             .mac(&inputs)
             .expect("every input a template can use is provided");
         let encoded = match hmac.signature_encoding() {
-            SignatureEncoding::Hex => hex::encode(mac),
-            SignatureEncoding::Base64 => BASE64.encode(mac),
+            SignatureEncoding::Hex => hex::encode(&*mac),
+            SignatureEncoding::Base64 => BASE64.encode(&*mac),
         };
         format!("{}{encoded}", hmac.signature_prefix())
     }

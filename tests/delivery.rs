@@ -240,9 +240,10 @@ async fn the_default_store_holds_a_hundred_thousand_deliveries_and_stays_fair() 
     assert_eq!(store.len(), 100_051);
 }
 
-fn digest(i: u64) -> [u8; 32] {
+fn digest(i: u64) -> [u8; 16] {
     use sha2::Digest as _;
-    sha2::Sha256::digest(i.to_le_bytes()).into()
+    let full: [u8; 32] = sha2::Sha256::digest(i.to_le_bytes()).into();
+    full[..16].try_into().unwrap()
 }
 
 #[tokio::test]

@@ -257,12 +257,35 @@ impl KeyedMac {
         }
     }
 
-    fn finalize(self) -> Vec<u8> {
-        match self {
-            Self::Sha1(mac) => mac.finalize().into_bytes().to_vec(),
-            Self::Sha256(mac) => mac.finalize().into_bytes().to_vec(),
-            Self::Sha512(mac) => mac.finalize().into_bytes().to_vec(),
+    fn finalize(self) -> MacBytes {
+        fn copy(bytes: &[u8]) -> MacBytes {
+            let mut out = MacBytes {
+                bytes: [0; 64],
+                len: bytes.len(),
+            };
+            out.bytes[..bytes.len()].copy_from_slice(bytes);
+            out
         }
+        match self {
+            Self::Sha1(mac) => copy(&mac.finalize().into_bytes()),
+            Self::Sha256(mac) => copy(&mac.finalize().into_bytes()),
+            Self::Sha512(mac) => copy(&mac.finalize().into_bytes()),
+        }
+    }
+}
+
+/// A MAC of up to 64 bytes (SHA-512), on the stack: no allocation per request.
+#[derive(Clone, Copy)]
+pub(crate) struct MacBytes {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl std::ops::Deref for MacBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -426,7 +449,7 @@ impl HmacCredential {
 
     /// The raw MAC of the payload the template builds from `inputs`, or `None` when the
     /// template needs a value the request lacks.
-    pub(crate) fn mac(&self, inputs: &PayloadInputs<'_>) -> Option<Vec<u8>> {
+    pub(crate) fn mac(&self, inputs: &PayloadInputs<'_>) -> Option<MacBytes> {
         let mut mac = KeyedMac::clone(&self.keyed);
         self.signed_parts(inputs, |bytes| mac.update(bytes))?;
         Some(mac.finalize())

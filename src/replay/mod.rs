@@ -104,7 +104,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::credential::{HmacCredential, PayloadInputs};
 use crate::org::OrgId;
@@ -117,30 +117,34 @@ mod redis_store;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::RedisReplayStore;
 
-/// What identifies one verified delivery: a SHA-256 over the signed message id, the signed
-/// payload, or (for credentials that sign nothing per request) the body.
+/// What identifies one verified delivery: a 128-bit XXH3 hash of the signed message id, the
+/// signed payload, or (for credentials that sign nothing per request) the body.
 ///
 /// The same for a replay of the delivery, whatever else the replay changes; never the body or
 /// the id itself. `Display` is lowercase hex.
+///
+/// A fast non-cryptographic hash is enough: only *verified* bytes are hashed, which a sender
+/// cannot choose without the organisation's secret, and keys are per organisation, so the
+/// only collisions an organisation could aim for are among its own deliveries. It costs about
+/// 2 µs on a 50 KB report where SHA-256 cost 25 µs. Keying on the MAC itself would cost
+/// nothing, but a request signed with two rotated secrets could then be replayed with only
+/// one of its signatures under a different key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DeliveryKey([u8; 32]);
+pub struct DeliveryKey([u8; 16]);
 
 impl DeliveryKey {
-    /// A key from its 32 bytes (e.g. read back from a database).
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+    /// A key from its 16 bytes (e.g. read back from a database).
+    pub const fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(bytes)
     }
 
-    /// The digest.
-    pub fn as_bytes(&self) -> &[u8; 32] {
+    /// The hash.
+    pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
 
-    /// The first 16 bytes, as the in-process store keeps them (2⁻¹²⁸ collision odds).
     fn short(&self) -> u128 {
-        let mut head = [0; 16];
-        head.copy_from_slice(&self.0[..16]);
-        u128::from_le_bytes(head)
+        u128::from_le_bytes(self.0)
     }
 }
 
@@ -172,7 +176,7 @@ pub(crate) enum Fingerprint<'a> {
 impl Fingerprint<'_> {
     /// The delivery key.
     pub(crate) fn key(&self) -> DeliveryKey {
-        let mut hash = Sha256::new();
+        let mut hash = Xxh3::new();
         match self {
             Self::MessageId(id) => {
                 hash.update(b"id\0");
@@ -189,7 +193,7 @@ impl Fingerprint<'_> {
                 hash.update(body);
             }
         }
-        DeliveryKey(hash.finalize().into())
+        DeliveryKey(hash.digest128().to_le_bytes())
     }
 }
 
@@ -222,7 +226,7 @@ pub trait ReplayStore: Send + Sync + 'static {
 
 /// The in-process [`ReplayStore`]: compact, bounded, and fair between organisations.
 ///
-/// Each delivery costs a 16-byte digest in a hash set of its organisation's current time
+/// Each delivery costs its 16-byte key in a hash set of its organisation's current time
 /// bucket (one bucket per [`BUCKET`](Self::BUCKET) of arrival); a bucket is dropped whole once
 /// its last entry's ttl has passed, so an entry lives at least its ttl and at most one bucket
 /// longer. About 34 bytes per entry at the hash sets' usual load: the default capacity of
@@ -666,6 +670,6 @@ mod tests {
         let id = Fingerprint::MessageId(b"x").key();
         let body = Fingerprint::Body(b"x").key();
         assert_ne!(id, body);
-        assert_eq!(id.to_string().len(), 64);
+        assert_eq!(id.to_string().len(), 32);
     }
 }

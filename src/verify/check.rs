@@ -124,10 +124,13 @@ fn verify_hmac(
         .filter_map(|token| token.strip_prefix(prefix))
         .take(MAX_SIGNATURE_CANDIDATES);
     let mut matched = false;
+    let mut decoded = [0u8; 64];
     for candidate in candidates {
-        if let Some(decoded) =
-            decode_signature(candidate, hmac.signature_encoding(), expected.len())
-        {
+        if let Some(decoded) = decode_signature(
+            candidate,
+            hmac.signature_encoding(),
+            &mut decoded[..expected.len()],
+        ) {
             // Try every candidate: the work does not depend on which one matches.
             matched |= bool::from(decoded.ct_eq(&expected));
         }
@@ -142,16 +145,19 @@ fn verify_hmac(
     .key())
 }
 
-/// Decodes one signature token; `None` when it is not valid in `encoding` or cannot decode to
-/// `len` bytes (a plain "no", never an error).
-fn decode_signature(token: &[u8], encoding: SignatureEncoding, len: usize) -> Option<Vec<u8>> {
+/// Decodes one signature token into `out` (the MAC's length); `None` when it is not valid in
+/// `encoding` or does not decode to exactly that many bytes (a plain "no", never an error).
+fn decode_signature<'a>(
+    token: &[u8],
+    encoding: SignatureEncoding,
+    out: &'a mut [u8],
+) -> Option<&'a [u8]> {
     match encoding {
         SignatureEncoding::Hex => {
-            if token.len() != 2 * len {
+            if token.len() != 2 * out.len() {
                 return None;
             }
-            let mut out = vec![0; len];
-            hex::decode_to_slice(token, &mut out).ok()?;
+            hex::decode_to_slice(token, out).ok()?;
             Some(out)
         }
         SignatureEncoding::Base64 => {
@@ -161,10 +167,17 @@ fn decode_signature(token: &[u8], encoding: SignatureEncoding, len: usize) -> Op
                 GeneralPurposeConfig::new()
                     .with_decode_padding_mode(DecodePaddingMode::Indifferent),
             );
-            if token.len() > len.div_ceil(3) * 4 {
+            if token.len() > out.len().div_ceil(3) * 4 {
                 return None;
             }
-            LENIENT.decode(token).ok()
+            // A token decoding to fewer bytes does not match; `ct_eq` of unequal lengths is a
+            // plain "no" too.
+            let mut buf = [0u8; 66];
+            let n = LENIENT.decode_slice(token, &mut buf).ok()?;
+            (n == out.len()).then(|| {
+                out.copy_from_slice(&buf[..n]);
+                &*out
+            })
         }
     }
 }
