@@ -258,9 +258,9 @@ impl<S, F, C: RequestCheck, R, ResBody> fmt::Debug for ResponseFuture<S, F, C, R
 
 /// Buffers the body once, within a limit, for every later stage; see [`crate::body`].
 ///
-/// Requests go on with a [`Buffered`] body and a [`RawBody`] extension; a body over the limit
+/// Requests go on with a [`Buffered`] body and a [`RawBody`](crate::RawBody) extension; a body over the limit
 /// is answered 413 (a body that fails mid-stream, 400) through the layer's
-/// [`OnReject`](crate::reject::OnReject).
+/// [`OnReject`].
 #[derive(Clone, Debug)]
 pub struct RawBodyLayer<R = DefaultOnReject> {
     check: Buffer,

@@ -485,6 +485,7 @@ mod postgres {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
     async fn the_server_on_postgres_stores_calls_per_org_under_rls() {
         let Some(url) = database_url() else { return };
         let tenants = demo_tenants();

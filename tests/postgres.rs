@@ -84,6 +84,7 @@ fn hmac(secret: &str) -> CredentialConfig {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn pg_store_behaviour() {
     let db = db!("pg_store_behaviour");
     let pool = db.app_pool(2).await;
@@ -106,6 +107,7 @@ async fn pg_store_behaviour() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn migrate_is_idempotent_and_concurrent() {
     let db = db!("migrate_is_idempotent_and_concurrent");
     let (a, b, c) = tokio::join!(migrate(&db.admin), migrate(&db.admin), migrate(&db.admin));
@@ -149,6 +151,7 @@ async fn migrate_is_idempotent_and_concurrent() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn org_transactions_are_isolated_on_one_connection() {
     let db = db!("org_transactions_are_isolated_on_one_connection");
     let table = db.org_table().await;
@@ -218,6 +221,7 @@ async fn org_transactions_are_isolated_on_one_connection() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn cross_tenant_writes_are_refused() {
     let db = db!("cross_tenant_writes_are_refused");
     let table = db.org_table().await;
@@ -291,6 +295,7 @@ async fn cross_tenant_writes_are_refused() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn other_orgs_rows_are_unreachable_without_any_filter() {
     let db = db!("other_orgs_rows_are_unreachable_without_any_filter");
     let table = db.org_table().await;
@@ -329,6 +334,7 @@ async fn other_orgs_rows_are_unreachable_without_any_filter() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn secrets_are_encrypted_at_rest() {
     let db = db!("secrets_are_encrypted_at_rest");
     let store = PgStore::new(db.app_pool(2).await, EncryptionKey::generate());
@@ -386,6 +392,7 @@ async fn secrets_are_encrypted_at_rest() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn wrong_encryption_key_verifies_nothing() {
     let db = db!("wrong_encryption_key_verifies_nothing");
     let pool = db.app_pool(2).await;
@@ -426,6 +433,7 @@ async fn wrong_encryption_key_verifies_nothing() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn ciphertext_moved_to_another_org_fails() {
     let db = db!("ciphertext_moved_to_another_org_fails");
     let store = PgStore::new(db.app_pool(2).await, EncryptionKey::generate());
@@ -460,6 +468,7 @@ async fn ciphertext_moved_to_another_org_fails() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn rotation_through_not_after() {
     let db = db!("rotation_through_not_after");
     let store = PgStore::new(db.app_pool(2).await, EncryptionKey::generate());
@@ -528,6 +537,7 @@ async fn rotation_through_not_after() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn tenant_keys_admin() {
     let db = db!("tenant_keys_admin");
     let store = PgStore::new(db.app_pool(2).await, EncryptionKey::generate());
@@ -555,6 +565,7 @@ async fn tenant_keys_admin() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn encryption_key_rotation() {
     let parent = db!("encryption_key_rotation");
     // Rotation touches every row: a database of its own, so parallel tests keep their keys.
@@ -630,6 +641,7 @@ async fn encryption_key_rotation() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn check_role_errors_for_unsafe_roles() {
     let db = db!("check_role_errors_for_unsafe_roles");
     let table = db.org_table().await;
@@ -703,6 +715,7 @@ async fn check_role_errors_for_unsafe_roles() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn store_reports_unavailable_while_database_is_down_and_recovers() {
     let db = db!("store_reports_unavailable_while_database_is_down_and_recovers");
     let proxy = pg::Proxy::start(pg::postgres_addr(&db).await).await;
@@ -779,6 +792,7 @@ mod extractor {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
     async fn org_transaction_refuses_without_the_layers() {
         let db = db!("org_transaction_refuses_without_the_layers");
         let app = Router::new()
@@ -947,6 +961,7 @@ mod layers {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
     async fn verified_request_reaches_org_transaction_and_wrong_key_is_401() {
         let db = db!("verified_request_reaches_org_transaction_and_wrong_key_is_401");
         let table = db.org_table().await;
@@ -1014,6 +1029,7 @@ mod layers {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
     async fn database_down_is_503_with_retry_after_and_recovers() {
         let db = db!("database_down_is_503_with_retry_after_and_recovers");
         let table = db.org_table().await;
@@ -1060,6 +1076,7 @@ mod layers {
     /// `CachedStore<PgStore>` as both stores of the layers: after the first request, repeats
     /// are answered from the cache without a query — the database can change, or be gone.
     #[tokio::test]
+    #[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
     async fn cached_pg_store_answers_repeats_without_the_database() {
         let db = db!("cached_pg_store_answers_repeats_without_the_database");
         let proxy = pg::Proxy::start(pg::postgres_addr(&db).await).await;
@@ -1121,6 +1138,7 @@ mod layers {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn check_role_sees_through_set_role_from_a_superuser() {
     use vapi_webhooks::postgres::sqlx::postgres::PgPoolOptions;
     let db = db!("check_role_sees_through_set_role_from_a_superuser");
@@ -1164,6 +1182,7 @@ async fn check_role_sees_through_set_role_from_a_superuser() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn keys_postgres_cannot_hold_are_unknown_not_an_outage() {
     use vapi_webhooks::store::CachedStore;
     let db = db!("keys_postgres_cannot_hold_are_unknown_not_an_outage");
@@ -1182,6 +1201,7 @@ async fn keys_postgres_cannot_hold_are_unknown_not_an_outage() {
 }
 
 #[tokio::test]
+#[cfg_attr(vapi_no_postgres, ignore = "needs DATABASE_URL (a Postgres server)")]
 async fn a_revoked_credential_is_refused_by_every_process_within_a_second() {
     use std::time::{Duration, Instant};
     use vapi_webhooks::postgres::watch_changes;

@@ -646,6 +646,7 @@ mod redis {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_redis, ignore = "needs REDIS_URL (a Redis server)")]
     async fn two_servers_sharing_redis_refuse_each_others_replays() {
         let Some(url) = redis_url("two_servers_sharing_redis_refuse_each_others_replays") else {
             return;
@@ -681,6 +682,7 @@ mod redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(vapi_no_redis, ignore = "needs REDIS_URL (a Redis server)")]
     async fn fifty_concurrent_identical_deliveries_across_two_servers_run_once() {
         let Some(url) =
             redis_url("fifty_concurrent_identical_deliveries_across_two_servers_run_once")
@@ -793,6 +795,7 @@ mod redis {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_redis, ignore = "needs REDIS_URL (a Redis server)")]
     async fn redis_down_is_a_503_with_retry_after_and_recovers_when_it_returns() {
         let Some(url) =
             redis_url("redis_down_is_a_503_with_retry_after_and_recovers_when_it_returns")
@@ -839,6 +842,7 @@ mod redis {
     }
 
     #[tokio::test]
+    #[cfg_attr(vapi_no_redis, ignore = "needs REDIS_URL (a Redis server)")]
     async fn fail_open_lets_requests_through_while_redis_is_cut() {
         let Some(url) = redis_url("fail_open_lets_requests_through_while_redis_is_cut") else {
             return;

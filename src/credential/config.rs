@@ -15,13 +15,13 @@ use super::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KindName {
-    /// [`CredentialKind::Hmac`].
+    /// [`CredentialKind::Hmac`](super::CredentialKind::Hmac).
     Hmac,
-    /// [`CredentialKind::SecretHeader`].
+    /// [`CredentialKind::SecretHeader`](super::CredentialKind::SecretHeader).
     SecretHeader,
-    /// [`CredentialKind::Bearer`].
+    /// [`CredentialKind::Bearer`](super::CredentialKind::Bearer).
     Bearer,
-    /// [`Credential::standard_webhooks`].
+    /// [`Credential::standard_webhooks`](super::Credential::standard_webhooks).
     StandardWebhooks,
 }
 

@@ -5,7 +5,7 @@
 //! 1. it buffers the body once, within a limit (413 over it), through
 //!    [`buffer_request`](crate::body::buffer_request) — or uses the [`RawBody`](crate::RawBody)
 //!    an earlier stage left;
-//! 2. it asks its [`TenantLocator`]s, in order, for a [`TenantKey`] — by default the JSON body,
+//! 2. it asks its [`TenantLocator`]s, in order, for a [`TenantKey`](crate::TenantKey) — by default the JSON body,
 //!    read by a cheap borrowing [`probe`];
 //! 3. it asks the [`AssistantOrgStore`] which organisation owns the key and inserts an
 //!    [`OrgContext`] (org, key, [`KeySource`](crate::KeySource)) into the request extensions, where
@@ -20,7 +20,7 @@
 //! * the store does not know it → **401**, the same answer as a bad signature. Other locators and
 //!   later payload locations are *not* tried: one request names one tenant, and which one never
 //!   depends on what the store happens to contain;
-//! * the one exception is a Vapi org id ([`TenantKey::VapiOrg`], from the payload or a custom
+//! * the one exception is a Vapi org id ([`TenantKey::VapiOrg`](crate::TenantKey::VapiOrg), from the payload or a custom
 //!   locator): it counts only if the store maps it, so an unmapped one is passed over and the
 //!   next locator is asked. (Vapi puts its org id in every call, also for tenants identified
 //!   some other way.)
@@ -29,7 +29,7 @@
 //! 400. With [`strict`](OrgResolveLayer::strict), a payload that also names a key of another
 //! organisation → 401. A body the payload locator cannot read (not JSON, nested deeper than
 //! [`MAX_DEPTH`], a tenant field repeated) → 400. A failing store → 503 with `Retry-After`.
-//! Rejections go through the layer's [`OnReject`], [`DefaultOnReject`] unless
+//! Rejections go through the layer's [`OnReject`](crate::OnReject), [`DefaultOnReject`] unless
 //! [`on_reject`](OrgResolveLayer::on_reject) sets another.
 //!
 //! # Tracing

@@ -22,7 +22,7 @@
 //!   body as a bad signature. There is no global fallback secret: single-tenant use installs one
 //!   explicitly with [`SingleTenant`].
 //!
-//! Every refusal goes through the layer's [`OnReject`] ([`DefaultOnReject`] unless replaced) and
+//! Every refusal goes through the layer's [`OnReject`](crate::OnReject) ([`DefaultOnReject`] unless replaced) and
 //! carries the typed [`Rejection`] in the response extensions.
 //!
 //! # Example: one tenant, Vapi's default HMAC credential
