@@ -294,6 +294,37 @@ pub enum Reason {
     Replay(#[from] ReplayError),
 }
 
+impl Reason {
+    /// A short, stable name for the reason, e.g. `invalid_signature`: the `outcome` label of
+    /// the crate's metrics, and a log field of bounded cardinality.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Body(BodyError::TooLarge { .. }) => "too_large",
+            Self::Body(BodyError::Read(_)) => "body_unreadable",
+            Self::Resolve(ResolveError::NoTenantKey) => "no_tenant_key",
+            Self::Resolve(ResolveError::Probe(_)) => "bad_payload",
+            Self::Resolve(ResolveError::UnknownTenant) => "unknown_tenant",
+            Self::Resolve(ResolveError::TenantMismatch) => "tenant_mismatch",
+            Self::Resolve(ResolveError::Store(_)) => "store_unavailable",
+            Self::Verify(VerifyError::NoCredentials) => "no_credentials",
+            Self::Verify(VerifyError::MissingSignature) => "missing_signature",
+            Self::Verify(VerifyError::InvalidSignature) => "invalid_signature",
+            Self::Verify(VerifyError::MissingTimestamp) => "missing_timestamp",
+            Self::Verify(VerifyError::InvalidTimestamp) => "invalid_timestamp",
+            Self::Verify(VerifyError::TimestampOutOfWindow) => "stale_timestamp",
+            Self::Verify(VerifyError::MissingMessageId) => "missing_message_id",
+            Self::Verify(VerifyError::UnknownUrl) => "unknown_url",
+            Self::Verify(VerifyError::Provider(SecretError::OrgRequired)) => "misconfigured",
+            Self::Verify(VerifyError::Provider(SecretError::Unavailable(_))) => {
+                "secret_store_unavailable"
+            }
+            Self::Replay(ReplayError::Replayed(_)) => "replayed",
+            Self::Replay(ReplayError::Full) => "replay_store_full",
+            Self::Replay(ReplayError::Unavailable(_)) => "replay_store_unavailable",
+        }
+    }
+}
+
 impl Rejection {
     /// Creates a rejection.
     pub fn new(reason: impl Into<Reason>, org: Option<OrgId>) -> Self {

@@ -90,6 +90,7 @@ pub mod reject;
 pub mod replay;
 pub mod resolve;
 pub mod store;
+mod telemetry;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

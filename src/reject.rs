@@ -109,12 +109,14 @@ pub(crate) fn json_error<B: From<Bytes>>(status: StatusCode, message: &str) -> R
     res
 }
 
-/// Logs `rejection`, builds its response with `on_reject` and attaches the typed reason.
+/// Logs and counts `rejection`, builds its response with `on_reject` and attaches the typed
+/// reason.
 pub(crate) fn respond<B, R: OnReject<B>>(on_reject: &R, rejection: Rejection) -> Response<B> {
+    crate::telemetry::rejected(&rejection);
     let status = rejection.status();
     match rejection.org() {
         Some(org) if status.is_server_error() => {
-            tracing::warn!(org = %org, status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")
+            tracing::warn!(org = %org, status = status.as_u16(), reason = rejection.reason().label(), error = %rejection.reason(), "vapi webhook rejected")
         }
         Some(org) => {
             tracing::info!(org = %org, status = status.as_u16(), reason = %rejection.reason(), "vapi webhook rejected")

@@ -358,6 +358,38 @@ async fn a_replayed_delivery_is_acknowledged_without_running_the_handler_twice()
     assert_eq!(calls.as_array().unwrap().len(), 1);
 }
 
+#[tokio::test]
+async fn metrics_count_each_org_and_outcome() {
+    let server = Server::start().await;
+    let body = tool_calls_for_assistant("52b585b4-f84f-44c0-b0fd-4e3641a63a28");
+    let (status, _) = server
+        .post_signed("/api/webhooks/vapi", "Org A", 0, &body)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Org B's credential (other headers) on Org A's assistant: refused, counted under Org A.
+    let (status, _) = server
+        .post_signed("/api/webhooks/vapi", "Org B", 0, &body)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let res = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    for line in [
+        format!(r#"vapi_webhooks_requests_total{{org="{ORG_A}",outcome="accepted"}}"#),
+        format!(r#"vapi_webhooks_requests_total{{org="{ORG_A}",outcome="missing_signature"}}"#),
+        format!(r#"vapi_webhooks_verify_seconds_count{{org="{ORG_A}",outcome="accepted"}}"#),
+    ] {
+        assert!(text.contains(&line), "{line} not in:\n{text}");
+    }
+    // Labels hold org ids and fixed names only.
+    assert!(!text.contains("52b585b4"), "{text}");
+}
+
 fn refused(text: &str) -> tenants::TenantsError {
     Tenants::parse("bad.toml", text).expect_err("the file must be refused")
 }

@@ -182,6 +182,8 @@ impl App {
         calls: Calls,
         config: Config,
     ) -> Self {
+        // Installed before the first request, so that every count lands in it.
+        prometheus();
         let state = AppState {
             orgs: Arc::new(orgs),
             calls,
@@ -210,6 +212,7 @@ impl App {
             )
             .route("/api/calls", get(list_calls))
             .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics))
             .with_state(state)
             .layer(
                 ServiceBuilder::new()
@@ -375,4 +378,35 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// `GET /metrics`: the crate's counters and histograms (and the app's), in Prometheus text.
+async fn metrics() -> Response {
+    match prometheus() {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response(),
+    }
+}
+
+/// The process's Prometheus recorder, installed on first use (one per process, however many
+/// apps it serves).
+pub fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|err| tracing::warn!(error = %err, "no metrics recorder"))
+                .ok()
+        })
+        .as_ref()
 }

@@ -121,6 +121,7 @@ use crate::layer::{BoxFuture, CheckService, RequestCheck};
 use crate::org::{OrgContext, OrgId};
 use crate::reject::{DefaultOnReject, Rejection};
 use crate::replay::{Admission, DeliveryKey, ReplayGuard};
+use crate::telemetry::{self, Started};
 
 pub use self::check::MAX_SIGNATURE_CANDIDATES;
 pub use self::time::{Clock, DEFAULT_TOLERANCE, SystemClock, TimestampUnit};
@@ -439,9 +440,14 @@ impl<P: SecretProvider + ?Sized> RequestCheck for Verify<P> {
     ) -> impl Future<Output = Result<(Request<Buffered>, Self::Admission), Rejection>> + Send + 'static
     {
         let this = self.clone();
+        let started = Started::now();
         async move {
             let org = req.extensions().get::<OrgContext>().map(|ctx| ctx.org_id);
-            let reject = |reason: crate::reject::Reason| Rejection::new(reason, org);
+            let reject = |reason: crate::reject::Reason| {
+                let rejection = Rejection::new(reason, org);
+                telemetry::verify_refused(&rejection, started);
+                rejection
+            };
             let config = &this.config;
             let credentials = this
                 .provider
@@ -464,6 +470,7 @@ impl<P: SecretProvider + ?Sized> RequestCheck for Verify<P> {
             let mut req = req;
             req.extensions_mut()
                 .insert(Verified::new(org, delivery.key));
+            telemetry::accepted(org.as_ref(), started);
             Ok((req, admission))
         }
     }
