@@ -4,8 +4,9 @@
 //! cargo run --release --example loadgen -- --count 30000 --out /tmp/requests.tsv
 //! ```
 //!
-//! Each request is a tool-calls message (three in four) or an end-of-call report (the bundled
-//! vapi4k fixtures) with its own call id and tool call ids, for each organisation of the
+//! Each request is a tool-calls message or an end-of-call report (the bundled vapi4k fixtures;
+//! `--kind` picks one or both, three tool calls to one report; `--report-bytes` grows the
+//! report to a size, as the benches do) with its own call id and tool call ids, for each organisation of the
 //! tenants file in turn, signed with the organisation's first active credential. An
 //! organisation is addressed by its first phone number or assistant in the payload
 //! (`POST /api/webhooks/vapi`) and, every other time or when it has neither, by its first slug
@@ -27,6 +28,9 @@ use vapi_webhooks::testing::Signer;
 #[path = "server/tenants.rs"]
 #[allow(dead_code)]
 mod tenants;
+
+#[path = "../benches/support/mod.rs"]
+mod support;
 
 const WEBHOOK_PATH: &str = "/api/webhooks/vapi";
 const TOOL_CALLS: &str = include_str!(concat!(
@@ -50,6 +54,21 @@ struct Args {
     /// Where to write the requests.
     #[arg(long)]
     out: PathBuf,
+    /// Which messages: `mixed` (three tool calls to one end-of-call report), `tool-calls` or
+    /// `report`.
+    #[arg(long, default_value = "mixed")]
+    kind: Kind,
+    /// Grow the end-of-call report to this many bytes (e.g. 49152, a call of about a minute);
+    /// 0 keeps the real 10 KB capture as it is.
+    #[arg(long, default_value_t = 0)]
+    report_bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Kind {
+    Mixed,
+    ToolCalls,
+    Report,
 }
 
 fn main() -> ExitCode {
@@ -102,7 +121,14 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let tool_calls: Value = serde_json::from_str(TOOL_CALLS)?;
-    let end_of_call: Value = serde_json::from_str(END_OF_CALL)?;
+    let end_of_call: Value = if args.report_bytes == 0 {
+        serde_json::from_str(END_OF_CALL)?
+    } else {
+        serde_json::from_slice(&support::end_of_call_report(
+            args.report_bytes,
+            support::Tenant::First,
+        ))?
+    };
     let mut out = BufWriter::new(std::fs::File::create(&args.out)?);
     let mut per_org = vec![0usize; targets.len()];
     for i in 0..args.count {
@@ -111,7 +137,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let round = i / targets.len();
         per_org[t] += 1;
 
-        let mut body = if i % 4 == 3 {
+        let report = match args.kind {
+            Kind::Mixed => i % 4 == 3,
+            Kind::ToolCalls => false,
+            Kind::Report => true,
+        };
+        let mut body = if report {
             end_of_call.clone()
         } else {
             tool_calls.clone()

@@ -7,8 +7,10 @@
 //! cargo run --example send -- statusUpdate2 --slug org-c         # tenant from the URL
 //! ```
 //!
-//! Without `--org`, the org is the one whose assistant, squad, phone number or slug the request
-//! names, else the first org in the file.
+//! `--org` takes a slug, a name or an id. Without it, the org is the one `--slug` names, else
+//! the one whose assistant, squad, workflow or phone number the message names, else the first
+//! org in the file. A 401 is explained when the org that signed is not the one the server
+//! will find.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,7 +32,8 @@ struct Args {
     /// The tenants file holding the credential.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tenants.toml"))]
     tenants: PathBuf,
-    /// The org (name or id) whose credential signs; default: the one the message names.
+    /// The org (slug, name or id) whose credential signs; default: the `--slug`'s org, else the
+    /// one the message names.
     #[arg(long)]
     org: Option<String>,
     /// Which of the org's credentials signs (0-based, in file order).
@@ -61,27 +64,39 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let body = std::fs::read(&path).map_err(|err| format!("{}: {err}", path.display()))?;
     let text = String::from_utf8_lossy(&body);
 
+    let by_slug = |slug: &str| {
+        tenants
+            .orgs
+            .iter()
+            .find(|org| org.slugs.iter().any(|s| s == slug))
+    };
+    let named_in_payload = tenants.orgs.iter().find(|org| {
+        org.assistants
+            .iter()
+            .chain(&org.squads)
+            .chain(&org.workflows)
+            .chain(&org.phone_numbers)
+            .any(|key| text.contains(&format!("\"{key}\"")))
+    });
+    // The org the server will find: the URL's when a slug is given, else the payload's.
+    let addressed = match &args.slug {
+        Some(slug) => by_slug(slug),
+        None => named_in_payload,
+    };
     let org = match &args.org {
         Some(wanted) => tenants
             .orgs
             .iter()
-            .find(|org| org.name == *wanted || org.id.to_string() == *wanted)
-            .ok_or_else(|| format!("no org named `{wanted}` in {}", args.tenants.display()))?,
-        None => tenants
-            .orgs
-            .iter()
             .find(|org| {
-                args.slug
-                    .as_ref()
-                    .is_some_and(|slug| org.slugs.contains(slug))
-                    || org
-                        .assistants
-                        .iter()
-                        .chain(&org.squads)
-                        .chain(&org.phone_numbers)
-                        .any(|key| text.contains(&format!("\"{key}\"")))
+                org.name == *wanted || org.id.to_string() == *wanted || org.slugs.contains(wanted)
             })
-            .unwrap_or(&tenants.orgs[0]),
+            .ok_or_else(|| {
+                format!(
+                    "no org with the slug, name or id `{wanted}` in {}",
+                    args.tenants.display()
+                )
+            })?,
+        None => addressed.unwrap_or(&tenants.orgs[0]),
     };
     let credential = org.credentials.get(args.credential).ok_or_else(|| {
         format!(
@@ -106,9 +121,29 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .send()
         .await
         .map_err(|err| format!("POST {url}: {err}"))?;
+    let status = response.status();
     println!("{} as {} ({}) -> {}", path.display(), org.name, org.id, url);
-    println!("{}", response.status());
+    println!("{status}");
     println!("{}", response.text().await?);
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        let why = match (addressed, &args.slug) {
+            (Some(target), Some(slug)) if target.id != org.id => format!(
+                "signed for {}; the URL names {slug}, which is {}",
+                org.name, target.name
+            ),
+            (Some(target), None) if target.id != org.id => format!(
+                "signed for {}; the message names a key of {}",
+                org.name, target.name
+            ),
+            (None, Some(slug)) => format!("no org in the tenants file has the slug {slug}"),
+            (None, None) => "the message names no tenant key of the tenants file".to_owned(),
+            _ => format!(
+                "{}'s credential {} was refused (expired? not the server's tenants file?)",
+                org.name, args.credential
+            ),
+        };
+        eprintln!("401: {why}");
+    }
     Ok(())
 }
 

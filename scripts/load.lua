@@ -1,9 +1,9 @@
--- wrk script for scripts/load.sh: sends each request of $LOAD_REQUESTS once.
+-- wrk script for scripts/load.sh: sends the requests of $LOAD_REQUESTS, in a loop.
 --
 -- The file holds one request per line: path, `name: value` headers, body, tab-separated. Each
--- wrk thread takes every n-th line and stops once it has sent all of them (the server's replay
--- guard would answer a repeat without running the handler), so a run ends at the duration or
--- when the requests run out, whichever comes first.
+-- wrk thread takes every n-th line. Once a thread has sent all of its lines it starts again:
+-- the server's replay guard then answers each repeat `200` with an empty body without running
+-- the handler, which is counted apart ("replays").
 
 local ffi = require("ffi")
 ffi.cdef[[
@@ -48,6 +48,7 @@ function init(args)
   sent = 0
   received = 0
   non2xx = 0
+  replays = 0
 end
 
 -- wrk itself always reports the full duration; the span from the first request to the last
@@ -57,10 +58,7 @@ function request()
     first_us = now_us()
   end
   sent = sent + 1
-  if sent >= #requests then
-    wrk.thread:stop()
-  end
-  return requests[math.min(sent, #requests)]
+  return requests[(sent - 1) % #requests + 1]
 end
 
 function response(status, headers, body)
@@ -68,11 +66,13 @@ function response(status, headers, body)
   last_us = now_us()
   if status < 200 or status > 299 then
     non2xx = non2xx + 1
+  elseif status == 200 and (body == nil or #body == 0) then
+    replays = replays + 1
   end
 end
 
 function done(summary, latency, requests)
-  local received, non2xx, loaded = 0, 0, 0
+  local received, non2xx, loaded, replays = 0, 0, 0, 0
   local first, last = math.huge, 0
   for _, thread in ipairs(threads) do
     first = math.min(first, thread:get("first_us") or math.huge)
@@ -80,6 +80,7 @@ function done(summary, latency, requests)
     received = received + thread:get("received")
     non2xx = non2xx + thread:get("non2xx")
     loaded = loaded + thread:get("loaded")
+    replays = replays + thread:get("replays")
   end
   local seconds = math.max(last - first, 1) / 1e6
   io.write(string.format("requests        %d answered in %.2f s (%d distinct signed requests loaded)\n",
@@ -88,6 +89,7 @@ function done(summary, latency, requests)
   io.write(string.format("latency         p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
     latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
   io.write(string.format("non-2xx         %d\n", non2xx))
+  io.write(string.format("replays         %d (repeats of the loaded requests, answered without the handler)\n", replays))
   io.write(string.format("socket errors   connect %d, read %d, write %d, timeout %d\n",
     summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout))
 end

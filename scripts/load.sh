@@ -3,13 +3,15 @@
 # every organisation of the tenants file, over loopback, with wrk.
 #
 #   scripts/load.sh [-d SECONDS] [-n REQUESTS] [-c CONNECTIONS] [-t THREADS] [--tenants FILE]
+#                   [--kind mixed|tool-calls|report] [--report-bytes N]
 #
-# Prints requests/s, p50/p99 latency, the non-2xx count and the server's peak RSS (VmHWM).
-# The run ends after SECONDS (default 20) or once the REQUESTS distinct requests (default
-# 90000) are sent, whichever comes first: the server's replay guard would answer a repeated
-# request without running the handler, so none is sent twice, and its in-memory store holds
-# 100 000 deliveries (then it answers 503), so REQUESTS stays below that. Signatures are valid
-# ±300 s, so the requests are generated right before the run.
+# Prints requests/s, p50/p99 latency, the non-2xx count, the server's CPU time per request
+# (user + system, from /proc: it holds on a busy machine, where requests/s do not) and its peak
+# RSS (VmHWM). The run lasts SECONDS (default 20). REQUESTS distinct signed requests (default
+# 90000) are generated right before it (signatures are valid ±300 s); when they run out they
+# are sent again, and the server's replay guard answers those repeats 200 without running the
+# handler (counted as "replays"). --kind picks the messages (default mixed: three tool calls to
+# one end-of-call report); --report-bytes grows the report (e.g. 49152).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +20,10 @@ count=90000
 connections=16
 threads=1
 tenants=examples/tenants.toml
+kind=mixed
+report_bytes=0
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -d|--duration) duration="$2"; shift 2 ;;
@@ -27,6 +31,8 @@ while [[ $# -gt 0 ]]; do
     -c|--connections) connections="$2"; shift 2 ;;
     -t|--threads) threads="$2"; shift 2 ;;
     --tenants) tenants="$2"; shift 2 ;;
+    --kind) kind="$2"; shift 2 ;;
+    --report-bytes) report_bytes="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -75,11 +81,26 @@ if [[ -z "$url" ]]; then
 fi
 
 echo "==> signing $count distinct requests" >&2
-target/release/examples/loadgen --tenants "$tenants" --count "$count" --out "$work/requests.tsv"
+target/release/examples/loadgen --tenants "$tenants" --count "$count" --out "$work/requests.tsv" \
+  --kind "$kind" --report-bytes "$report_bytes"
+
+# utime + stime of the server, in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+ticks_per_second="$(getconf CLK_TCK)"
 
 echo "==> wrk: ${duration}s, $connections connections, $threads thread(s), $url" >&2
+cpu_before="$(cpu_ticks)"
 LOAD_REQUESTS="$work/requests.tsv" wrk --threads "$threads" --connections "$connections" \
   --duration "${duration}s" --timeout 10s --script scripts/load.lua "$url" -- "$threads" \
-  | sed -n '/^requests /,$p'
+  | sed -n '/^requests /,$p' | tee "$work/wrk.out"
+cpu_after="$(cpu_ticks)"
+
+answered="$(awk '/^requests / {print $2}' "$work/wrk.out")"
+replays="$(awk '/^replays / {print $2}' "$work/wrk.out")"
+awk -v ticks="$((cpu_after - cpu_before))" -v hz="$ticks_per_second" -v n="$answered" -v r="$replays" '
+  BEGIN {
+    if (n > 0) printf "server CPU      %.1f us per request (%.2f s over %d requests)\n", ticks / hz * 1e6 / n, ticks / hz, n
+    if (r > 0) printf "                (%d of them replays: re-run with a larger -n for handler-only figures)\n", r
+  }'
 
 awk '/^VmHWM:/ {printf "server peak RSS %.1f MiB (VmHWM)\n", $2 / 1024}' "/proc/$server_pid/status"
