@@ -666,6 +666,29 @@ mod tests {
     }
 
     #[test]
+    fn the_default_sizing_sustains_its_rate_for_fifteen_minutes() {
+        // The default (1,500,000 entries for 2,000 per second over 660 s), scaled down 20 times
+        // to keep the test quick: 75,000 entries, 100 per second, for 15 simulated minutes.
+        const SCALE: u64 = 20;
+        let store = InMemoryReplayStore::new(InMemoryReplayStore::DEFAULT_CAPACITY / SCALE);
+        let rate = 2_000 / SCALE;
+        let ttl = Duration::from_secs(660); // the guard's default: 2 × 300 s + 60 s
+        let t0 = Instant::now();
+        let orgs = [org(1), org(2), org(3)];
+        let mut peak = 0;
+        for i in 0u64..rate * 900 {
+            let now = t0 + Duration::from_micros(i * 1_000_000 / rate);
+            let key = DeliveryKey(xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes()).to_le_bytes());
+            let org = &orgs[(i % 3) as usize];
+            assert!(store.insert_at(Some(org), &key, ttl, now).unwrap(), "{i}");
+            peak = peak.max(store.len());
+        }
+        // At most one bucket more than the window holds, and never full: zero 503.
+        assert!(peak <= rate * (660 + 30), "{peak}");
+        assert!(peak <= store.capacity());
+    }
+
+    #[test]
     fn keys_separate_fingerprint_kinds() {
         let id = Fingerprint::MessageId(b"x").key();
         let body = Fingerprint::Body(b"x").key();
