@@ -12,7 +12,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -266,7 +265,8 @@ enum TypeField<'a> {
 #[derive(Clone, Debug)]
 struct Located<'a> {
     form: Form,
-    message: Range<usize>,
+    /// Where the message object starts.
+    message: usize,
     type_field: TypeField<'a>,
     tool_call_list: bool,
 }
@@ -325,7 +325,7 @@ fn read_type(b: &[u8], at: usize) -> (TypeField<'_>, bool) {
     let mut tool_call_list = false;
     scan::members(b, at, |m| {
         if m.is("type") {
-            type_field = match scan::string_at(b, m.value.clone()) {
+            type_field = match m.string() {
                 Some(name) => TypeField::Name(name),
                 None => TypeField::NotString,
             };
@@ -344,10 +344,9 @@ fn locate(b: &[u8], flat: bool) -> Option<Located<'_>> {
     if first != b'{' {
         return None;
     }
-    let end = scan::value_end(b, start).unwrap_or(b.len());
     let flat_at = |type_field, tool_call_list| Located {
         form: Form::Flat,
-        message: start..end,
+        message: start,
         type_field,
         tool_call_list,
     };
@@ -361,7 +360,7 @@ fn locate(b: &[u8], flat: bool) -> Option<Located<'_>> {
     let mut tool_call_list = false;
     scan::members(b, start, |m| {
         if m.is("type") {
-            top_type = Some(match scan::string_at(b, m.value.clone()) {
+            top_type = Some(match m.string() {
                 Some(name) => TypeField::Name(name),
                 None => TypeField::NotString,
             });
@@ -369,8 +368,8 @@ fn locate(b: &[u8], flat: bool) -> Option<Located<'_>> {
         }
         if !seen_message && m.is("message") {
             seen_message = true;
-            if b.get(m.value.start) == Some(&b'{') {
-                message = Some(m.value.clone());
+            if b.get(m.value_start) == Some(&b'{') {
+                message = Some(m.value_start);
                 return false;
             }
         }
@@ -380,7 +379,7 @@ fn locate(b: &[u8], flat: bool) -> Option<Located<'_>> {
     Some(match (top_type, message) {
         (Some(type_field), _) => flat_at(type_field, false),
         (None, Some(message)) => {
-            let (type_field, tool_call_list) = read_type(b, message.start);
+            let (type_field, tool_call_list) = read_type(b, message);
             Located {
                 form: Form::Envelope,
                 message,
@@ -513,7 +512,9 @@ fn fast(body: &[u8], loc: &Located<'_>) -> Result<Option<ServerMessage>, serde_j
 /// The slow path: the body is JSON but something in the message does not fit.
 fn explain(body: &[u8], loc: &Located<'_>) -> Result<ParsedMessage, ParseError> {
     serde_json::from_slice::<IgnoredAny>(body).map_err(|e| ParseError::syntax(&e))?;
-    let text = std::str::from_utf8(&body[loc.message.clone()])
+    // The body is valid JSON now, so the walk finds the end.
+    let end = scan::value_end(body, loc.message).unwrap_or(body.len());
+    let text = std::str::from_utf8(&body[loc.message..end])
         .map_err(|_| ParseError::new(".".to_owned(), "invalid UTF-8"))?;
     let seed = loc.seed();
     let (message, mut problems) = recover(text, loc.prefix(), |t| tracked_seed(t, seed));
@@ -563,7 +564,7 @@ pub(crate) fn parse_message(text: &str, prefix: &str) -> Result<ParsedMessage, P
     let (type_field, tool_call_list) = read_type(b, start);
     let loc = Located {
         form: Form::Flat,
-        message: 0..b.len(),
+        message: start,
         type_field,
         tool_call_list,
     };

@@ -64,15 +64,31 @@ pub(crate) fn value_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// One member of an object: the key's text between its quotes (still escaped), and the spans
-/// of the whole member's key (quotes included) and value.
+/// One member of an object: the key's text between its quotes (still escaped), where the
+/// member starts and where its value starts.
 pub(crate) struct Member<'a> {
+    b: &'a [u8],
     pub(crate) key: &'a [u8],
     pub(crate) key_start: usize,
-    pub(crate) value: Range<usize>,
+    pub(crate) value_start: usize,
 }
 
-impl Member<'_> {
+impl<'a> Member<'a> {
+    /// The span of the value (walks it: the caller that only wants to stop at this member
+    /// does not pay for a large value).
+    pub(crate) fn value(&self) -> Option<Range<usize>> {
+        Some(self.value_start..value_end(self.b, self.value_start)?)
+    }
+
+    /// The value if it is a string, unescaped only if it has escapes.
+    pub(crate) fn string(&self) -> Option<Cow<'a, str>> {
+        if self.b.get(self.value_start) != Some(&b'"') {
+            return None;
+        }
+        string_at(self.b, self.value()?)
+    }
+
+
     /// Whether the key is `name` (unescaping only keys that contain an escape).
     pub(crate) fn is(&self, name: &str) -> bool {
         if !self.key.contains(&b'\\') {
@@ -114,16 +130,16 @@ pub(crate) fn members<'a>(
             return None;
         }
         let start = ws(b, colon + 1);
-        let end = value_end(b, start)?;
         let member = Member {
+            b,
             key: &b[j + 1..key_end - 1],
             key_start: j,
-            value: start..end,
+            value_start: start,
         };
         if !f(&member) {
             return None;
         }
-        j = ws(b, end);
+        j = ws(b, value_end(b, start)?);
         match b.get(j) {
             Some(b',') => j = ws(b, j + 1),
             Some(b'}') => return Some(j + 1),
@@ -182,7 +198,7 @@ pub(crate) fn string_fields<const N: usize>(json: &str, keys: [&str; N]) -> [Opt
     members(b, start, |m| {
         if let Some(k) = keys.iter().position(|k| m.is(k)) {
             seen[k] = seen[k].saturating_add(1);
-            out[k] = string_at(b, m.value.clone()).map(Cow::into_owned);
+            out[k] = m.string().map(Cow::into_owned);
         }
         true
     });
@@ -212,7 +228,7 @@ fn find(b: &[u8], i: usize, path: &[Step]) -> Option<Range<usize>> {
         Step::Key(key) => {
             members(b, i, |m| {
                 if m.is(key) {
-                    found = Some(m.value.start);
+                    found = Some(m.value_start);
                 }
                 found.is_none()
             });
@@ -262,7 +278,10 @@ fn remove_one(json: &str, container: &[Step], step: &Step) -> Option<String> {
                 if target.is_none() && m.is(key) {
                     target = Some(items.len());
                 }
-                items.push((m.key_start, m.value.end));
+                match m.value() {
+                    Some(value) => items.push((m.key_start, value.end)),
+                    None => return false,
+                }
                 true
             })?;
         }
