@@ -218,7 +218,10 @@ fn mistyped_fields_are_left_out_and_named() {
     assert_eq!(call.id.as_deref(), Some("c"));
     assert_eq!(call.assistant_id, None);
     assert_eq!(parsed.problems[0].path(), "message.call");
-    assert_eq!(parsed.problems[0].message(), "duplicate field `assistantId`");
+    assert_eq!(
+        parsed.problems[0].message(),
+        "duplicate field `assistantId`"
+    );
 }
 
 #[test]

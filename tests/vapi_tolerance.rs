@@ -151,7 +151,10 @@ fn tool_calls_without_type() {
     // Without `toolCallList` a message without `type` is Unknown, and says so.
     let parsed = parse(&json!({"message":{"toolCalls":[]}}));
     assert!(matches!(parsed.message, ServerMessage::Unknown { .. }));
-    assert_eq!(problems(&parsed), [("message".into(), "missing field `type`".into())]);
+    assert_eq!(
+        problems(&parsed),
+        [("message".into(), "missing field `type`".into())]
+    );
     // A `type` that is not a string.
     let parsed = parse(&json!({"message":{"type":42,"toolCallList":[]}}));
     assert!(matches!(parsed.message, ServerMessage::Unknown { .. }));
@@ -175,19 +178,34 @@ fn fields_of_an_unexpected_type_are_left_out() {
         panic!("{parsed:?}")
     };
     assert_eq!(m.cost, None);
-    assert_eq!(m.ended_reason.as_ref().unwrap().as_str(), "customer-ended-call");
+    assert_eq!(
+        m.ended_reason.as_ref().unwrap().as_str(),
+        "customer-ended-call"
+    );
     let call = m.call.as_ref().unwrap();
-    assert_eq!((call.id.as_deref(), call.org_id.as_deref()), (None, Some("o1")));
+    assert_eq!(
+        (call.id.as_deref(), call.org_id.as_deref()),
+        (None, Some("o1"))
+    );
     assert_eq!(call.cost, None);
     assert!(m.messages.is_none());
     assert_eq!(m.analysis.as_ref().unwrap().summary, None);
     let found = problems(&parsed);
     let expect = [
         ("message.cost", "invalid type: string, expected f64"),
-        ("message.call.id", "invalid type: integer, expected a string"),
+        (
+            "message.call.id",
+            "invalid type: integer, expected a string",
+        ),
         ("message.call.cost", "invalid type: sequence, expected f64"),
-        ("message.messages", "invalid type: string, expected a sequence"),
-        ("message.analysis.summary", "invalid type: map, expected a string"),
+        (
+            "message.messages",
+            "invalid type: string, expected a sequence",
+        ),
+        (
+            "message.analysis.summary",
+            "invalid type: map, expected a string",
+        ),
     ];
     let mut found_sorted = found.clone();
     found_sorted.sort();
@@ -221,7 +239,10 @@ fn conversation_items_that_do_not_fit_are_repaired_on_access() {
     for p in list.problems() {
         assert!(!format!("{p} {p:?}").contains(SECRET));
     }
-    assert!(list.raw().get().contains(SECRET), "the raw array is as sent");
+    assert!(
+        list.raw().get().contains(SECRET),
+        "the raw array is as sent"
+    );
 }
 
 #[test]

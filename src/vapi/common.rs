@@ -118,11 +118,10 @@ impl<T: DeserializeOwned> LazyList<T> {
                 match serde_json::from_str::<T>(item.get()) {
                     Ok(value) => items.push(value),
                     Err(_) => {
-                        let (value, found) = crate::vapi::parse::recover(
-                            item.get(),
-                            &format!("[{i}]"),
-                            |text| crate::vapi::parse::tracked::<T>(text),
-                        );
+                        let (value, found) =
+                            crate::vapi::parse::recover(item.get(), &format!("[{i}]"), |text| {
+                                crate::vapi::parse::tracked::<T>(text)
+                            });
                         items.extend(value);
                         problems.extend(found);
                     }
@@ -158,7 +157,10 @@ impl<'de, T> Deserialize<'de> for LazyList<T> {
             Some(b'n') => "null",
             _ => "number",
         };
-        Err(de::Error::invalid_type(Unexpected::Other(kind), &"a sequence"))
+        Err(de::Error::invalid_type(
+            Unexpected::Other(kind),
+            &"a sequence",
+        ))
     }
 }
 

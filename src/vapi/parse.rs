@@ -106,7 +106,10 @@ fn join(prefix: &str, path: &str) -> String {
 
 fn bound(mut path: String) -> String {
     if path.chars().count() > MAX_PATH {
-        let cut = path.char_indices().nth(MAX_PATH).map_or(path.len(), |(i, _)| i);
+        let cut = path
+            .char_indices()
+            .nth(MAX_PATH)
+            .map_or(path.len(), |(i, _)| i);
         path.truncate(cut);
         path.push('…');
     }
@@ -248,8 +251,9 @@ fn tracked_seed<'a, S: DeserializeSeed<'a>>(
     let value = seed
         .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
         .map_err(|e| serde_path_to_error::Error::new(track.path(), e))?;
-    de.end()
-        .map_err(|e| serde_path_to_error::Error::new(serde_path_to_error::Track::new().path(), e))?;
+    de.end().map_err(|e| {
+        serde_path_to_error::Error::new(serde_path_to_error::Track::new().path(), e)
+    })?;
     Ok(value)
 }
 
@@ -569,7 +573,10 @@ pub(crate) fn parse_message(text: &str, prefix: &str) -> Result<ParsedMessage, P
         tool_call_list,
     };
     let mut de = serde_json::Deserializer::from_str(text);
-    let fast = loc.seed().deserialize(&mut de).and_then(|m| de.end().map(|()| m));
+    let fast = loc
+        .seed()
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m));
     let mut parsed = match fast {
         Ok(message) => ParsedMessage {
             message,

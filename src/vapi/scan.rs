@@ -88,7 +88,6 @@ impl<'a> Member<'a> {
         string_at(self.b, self.value()?)
     }
 
-
     /// Whether the key is `name` (unescaping only keys that contain an escape).
     pub(crate) fn is(&self, name: &str) -> bool {
         if !self.key.contains(&b'\\') {
@@ -363,6 +362,9 @@ mod tests {
         let dup = r#"{"k":1,"k":2}"#;
         assert_eq!(remove(dup, &[], Some("k")).unwrap(), r#"{}"#);
         let only = r#"{"c":{"k":1}}"#;
-        assert_eq!(remove(only, &[key("c"), key("k")], None).unwrap(), r#"{"c":{}}"#);
+        assert_eq!(
+            remove(only, &[key("c"), key("k")], None).unwrap(),
+            r#"{"c":{}}"#
+        );
     }
 }
