@@ -303,3 +303,29 @@ fn other_entry_points_are_as_tolerant() {
     let from_slice = ServerMessage::from_slice(format!(r#"{{"message":{msg}}}"#).as_bytes());
     assert_eq!(from_slice.unwrap(), env.message);
 }
+
+#[test]
+fn deep_nesting_in_untyped_parts_is_delivered() {
+    let deep = format!("{}1{}", "[".repeat(1000), "]".repeat(1000));
+    let body = format!(
+        r#"{{"message":{{"type":"hang","x":{deep},"call":{{"id":"c","metadata":{deep}}}}}}}"#
+    );
+    let parsed = ServerMessage::parse(body.as_bytes()).unwrap();
+    assert!(parsed.problems.is_empty());
+    let call = parsed.message.call().unwrap();
+    assert_eq!(call.metadata.as_ref().unwrap().get(), deep);
+}
+
+#[test]
+fn a_top_level_type_after_a_broken_message_still_makes_the_body_flat() {
+    let parsed = ServerMessage::parse(
+        br#"{"message":{"type":"hang","timestamp":"x"},"type":"status-update","status":"ended"}"#,
+    )
+    .unwrap();
+    assert_eq!(parsed.form, Form::Flat);
+    let ServerMessage::StatusUpdate(m) = &parsed.message else {
+        panic!("{parsed:?}")
+    };
+    assert_eq!(m.status.as_ref().unwrap().as_str(), "ended");
+    assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
+}

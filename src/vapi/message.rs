@@ -39,9 +39,9 @@ macro_rules! server_messages {
         /// A Vapi server message: one variant per `type`, and [`ServerMessage::Unknown`] for
         /// any type this crate does not know yet.
         ///
-        /// Parse the request body (`{"message": …}`) with [`ServerMessage::from_slice`], or a
-        /// bare message with [`ServerMessage::from_message_str`]. Unknown fields are ignored
-        /// everywhere.
+        /// Parse the request body (`{"message": …}` or flat) with [`ServerMessage::from_slice`]
+        /// or [`ServerMessage::parse`], or a bare message with
+        /// [`ServerMessage::from_message_str`]. Unknown fields are ignored everywhere.
         #[derive(Clone, Debug, PartialEq)]
         #[non_exhaustive]
         pub enum ServerMessage {
@@ -49,9 +49,10 @@ macro_rules! server_messages {
                 #[doc = concat!("`", $first, "`", $(" (also `", $alias, "`)",)*)]
                 $variant($variant),
             )*
-            /// A message type this crate does not know: delivered, never rejected.
+            /// A message type this crate does not know (or a message that could not be typed):
+            /// delivered, never rejected.
             Unknown {
-                /// The `type` as sent.
+                /// The `type` as sent; empty if the message has none (or not a string).
                 type_name: String,
                 /// The whole message object, raw.
                 raw: RawJson,

@@ -5,6 +5,17 @@
 //! type names) plus the legacy `function-call`, and [`ServerMessage::Unknown`], which keeps the
 //! type name and the raw message so a type Vapi adds later is delivered, never rejected.
 //!
+//! # Every JSON object is delivered
+//!
+//! [`ServerMessage::from_slice`] and [`ServerMessage::parse`] fail only for a body that is not
+//! JSON or not a JSON object. They take the envelope and the flat form (the message itself at
+//! the top level, as proxies send it; [`Form`]). A field that does not fit its type's model (a
+//! string where a number belongs, a timestamp beyond year 9999, a duplicate key) is left out
+//! of the typed message and named in [`ParsedMessage::problems`] — by path, never by value —
+//! and the message still reaches its variant; only a message that cannot be repaired becomes
+//! [`ServerMessage::Unknown`] with its raw JSON. A message without `type` that carries
+//! `toolCallList` is a `tool-calls` message (the OpenAPI does not require `type` there).
+//!
 //! What real payloads do that the schema does not say, and this module accepts:
 //!
 //! * `timestamp` as epoch milliseconds **or** an ISO-8601 string ([`Timestamp`]);
@@ -16,8 +27,16 @@
 //! * `null` for absent ids; unknown fields anywhere; `endedReason` and call status values not
 //!   in any list ([`EndedReason`], [`CallStatus`] are open sets).
 //!
-//! Large parts (assistant configurations, squads, tool servers) stay raw JSON ([`RawJson`]),
-//! whose `Debug` prints only its size: those parts echo secrets (`server.secret`,
+//! # Cost
+//!
+//! One serde pass over the body, straight into the variant: a lexical walk finds the message
+//! and its `type` first (it stops at `type`, which Vapi sends first), and field paths are
+//! tracked only to explain a failure. Large parts stay raw JSON: assistant configurations,
+//! squads, tool servers ([`RawJson`]) and conversations ([`LazyList`], typed on first access).
+//! On a real 49 KiB end-of-call report the typed parse takes about an eighth of the time of a
+//! `serde_json::Value` parse (`cargo bench --bench parse`).
+//!
+//! Raw parts print only their size in `Debug`: they echo secrets (`server.secret`,
 //! `serverUrlSecret`, `twilioAuthToken`). To log or store a whole body, pass it through
 //! [`redact()`] first.
 //!

@@ -513,9 +513,27 @@ fn fast(body: &[u8], loc: &Located<'_>) -> Result<Option<ServerMessage>, serde_j
     Ok(message)
 }
 
+/// Whether the top level of `b` has a `type` member (walks the whole top level).
+fn has_top_type(b: &[u8]) -> bool {
+    let mut found = false;
+    if let Some((b'{', start)) = scan::first_byte(b, 0) {
+        scan::members(b, start, |m| {
+            found = m.is("type");
+            !found
+        });
+    }
+    found
+}
+
 /// The slow path: the body is JSON but something in the message does not fit.
 fn explain(body: &[u8], loc: &Located<'_>) -> Result<ParsedMessage, ParseError> {
     serde_json::from_slice::<IgnoredAny>(body).map_err(|e| ParseError::syntax(&e))?;
+    if loc.form == Form::Envelope && has_top_type(body) {
+        // The fast pass stopped in `message` before it could see the top-level `type` that
+        // makes the body flat.
+        let flat = locate(body, true).ok_or_else(|| refuse(body))?;
+        return explain(body, &flat);
+    }
     // The body is valid JSON now, so the walk finds the end.
     let end = scan::value_end(body, loc.message).unwrap_or(body.len());
     let text = std::str::from_utf8(&body[loc.message..end])
@@ -592,4 +610,52 @@ pub(crate) fn parse_message(text: &str, prefix: &str) -> Result<ParsedMessage, P
         }
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_bounded() {
+        assert_eq!(bound("a.b".to_owned()), "a.b");
+        let long = bound("k".repeat(500));
+        assert_eq!(long.chars().count(), MAX_PATH + 1);
+        assert!(long.ends_with('…'));
+        let wide = bound("é".repeat(200));
+        assert_eq!(wide.chars().count(), MAX_PATH + 1);
+    }
+
+    #[test]
+    fn descriptions_quote_no_value() {
+        let cases: [(&str, &str); 4] = [
+            (
+                r#""x", expected hacked""#,
+                "invalid type: string, expected u64",
+            ),
+            ("-1.5", "invalid type: floating point, expected u64"),
+            ("[1]", "invalid type: sequence, expected u64"),
+            (
+                "18446744073709551616",
+                "invalid type: floating point, expected u64",
+            ),
+        ];
+        for (json, expected) in cases {
+            let err = serde_json::from_str::<u64>(json).unwrap_err();
+            assert_eq!(describe(&err), expected, "{json}");
+        }
+        let err = serde_json::from_str::<bool>(r#""secret""#).unwrap_err();
+        assert_eq!(describe(&err), "invalid type: string, expected a boolean");
+        let err = serde_json::from_str::<u64>(r#"{"a":"#).unwrap_err();
+        assert_eq!(describe(&err), "invalid type: map, expected u64");
+        let err = serde_json::from_str::<serde_json::Value>(r#"{"a":"secret"#).unwrap_err();
+        assert_eq!(
+            describe(&err),
+            "EOF while parsing a string at line 1 column 12"
+        );
+        let err = serde_json::from_str::<(u8, u8)>("[1]").unwrap_err();
+        assert_eq!(describe(&err), "invalid length, expected a tuple of size 2");
+        let err = <serde_json::Error as de::Error>::custom("something \"secret\"");
+        assert_eq!(describe(&err), "invalid value");
+    }
 }
