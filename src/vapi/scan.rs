@@ -19,14 +19,58 @@ fn ws(b: &[u8], mut i: usize) -> usize {
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
-        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
-        if b[k] == b'"' {
-            return Some(k + 1);
+        j = quote_or_backslash(b, j)?;
+        if b[j] == b'"' {
+            return Some(j + 1);
         }
         // An escape: the next byte cannot end the string (`\u` digits are plain bytes).
-        j = k + 2;
+        j += 2;
     }
 }
+
+/// The first `"` or `\` at or after `j`.
+fn quote_or_backslash(b: &[u8], mut j: usize) -> Option<usize> {
+    // Most strings of a message are short: eight bytes at a time (as serde_json does) beats
+    // memchr's setup there; long ones (transcripts) go to memchr.
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    if j >= b.len() {
+        return None;
+    }
+    let stop = b.len().min(j + 64);
+    while j + 8 <= stop {
+        let word = u64::from_le_bytes(b[j..j + 8].try_into().expect("eight bytes"));
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        // A zero byte in either: the lowest flagged byte is the first match.
+        let found =
+            (quote.wrapping_sub(ONES) & !quote | backslash.wrapping_sub(ONES) & !backslash) & HIGHS;
+        if found != 0 {
+            return Some(j + (found.trailing_zeros() / 8) as usize);
+        }
+        j += 8;
+    }
+    if let Some(k) = b
+        .get(j..stop)?
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+    {
+        return Some(j + k);
+    }
+    memchr::memchr2(b'"', b'\\', &b[stop..]).map(|k| stop + k)
+}
+
+/// What a byte means to [`value_end`] inside a container: 1 a string, 2 an opening bracket,
+/// 3 a closing bracket, 0 nothing.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = 1;
+    t[b'{' as usize] = 2;
+    t[b'[' as usize] = 2;
+    t[b'}' as usize] = 3;
+    t[b']' as usize] = 3;
+    t
+};
 
 /// The end (exclusive) of the value that starts at `i`.
 pub(crate) fn value_end(b: &[u8], i: usize) -> Option<usize> {
@@ -37,21 +81,23 @@ pub(crate) fn value_end(b: &[u8], i: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut j = i;
             loop {
-                match *b.get(j)? {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
+                while CLASS[usize::from(*b.get(j)?)] == 0 {
+                    j += 1;
+                }
+                match CLASS[usize::from(b[j])] {
+                    1 => j = string_end(b, j)?,
+                    2 => {
+                        depth += 1;
+                        j += 1;
                     }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
+                        j += 1;
                         if depth == 0 {
-                            return Some(j + 1);
+                            return Some(j);
                         }
                     }
-                    _ => {}
                 }
-                j += 1;
             }
         }
         _ => {
@@ -317,6 +363,26 @@ mod tests {
         assert_eq!(value_end(b, 0), Some(b.len() - 5));
         assert_eq!(value_end(b"123,", 0), Some(3));
         assert_eq!(value_end(b"\"open", 0), None);
+        // Escapes on both sides of the short-string cut-over, and long strings.
+        for (pad, tail) in [(30, 40), (31, 40), (32, 0), (33, 100), (0, 200)] {
+            let s = format!(
+                "[\"{}\\\"{}\\\\\",\"]\"] x",
+                "a".repeat(pad),
+                "b".repeat(tail)
+            );
+            assert_eq!(value_end(s.as_bytes(), 0), Some(s.len() - 2), "{s}");
+        }
+        assert_eq!(
+            value_end(format!("\"{}", "a".repeat(100)).as_bytes(), 0),
+            None
+        );
+        for n in 0..80 {
+            let open = format!("\"{}", "a".repeat(n));
+            assert_eq!(value_end(open.as_bytes(), 0), None);
+            assert_eq!(value_end(format!("{open}\\").as_bytes(), 0), None);
+            let closed = format!("{open}\\\"\"");
+            assert_eq!(value_end(closed.as_bytes(), 0), Some(closed.len()));
+        }
     }
 
     #[test]
