@@ -178,6 +178,10 @@ impl<T> fmt::Debug for LazyList<T> {
 
 /// When a message was sent: Vapi sends epoch milliseconds (a number) since late 2024, and an
 /// ISO-8601 / RFC 3339 string before that. Both parse into this type.
+///
+/// A time outside years -9999..=9999 (e.g. `260000000000000` ms) or any other value is an
+/// unknown time: [`ServerMessage::parse`](crate::vapi::ServerMessage::parse) leaves the field
+/// out (`None`) and names it in its problems; the message is delivered all the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 

@@ -630,7 +630,7 @@ mod tests {
     fn descriptions_quote_no_value() {
         let cases: [(&str, &str); 4] = [
             (
-                r#""x", expected hacked""#,
+                r#""x\", expected hacked""#,
                 "invalid type: string, expected u64",
             ),
             ("-1.5", "invalid type: floating point, expected u64"),
