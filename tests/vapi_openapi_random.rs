@@ -315,6 +315,8 @@ fn random_schema_valid_messages_reach_their_variant() {
     let mut dropped_timestamps = 0;
     let mut untyped = 0;
     let mut total = 0;
+    let mut typed_calls = 0;
+    let mut conversations = 0;
     for (name, schema) in schemas {
         if !name.starts_with("ServerMessage")
             || name.starts_with("ServerMessageResponse")
@@ -375,6 +377,12 @@ fn random_schema_valid_messages_reach_their_variant() {
                     lazy.is_empty(),
                     "seed {seed:#x}, {name} #{i} ({form:?}): {lazy:?}\n{body}"
                 );
+                let m = &parsed.message;
+                typed_calls += usize::from(m.call().is_some_and(|c| c.id.is_some()));
+                conversations += m
+                    .artifact()
+                    .and_then(|a| a.messages.as_ref())
+                    .map_or(0, |l| l.len());
                 if parsed.problems.is_empty() {
                     assert_eq!(ServerMessage::from_slice(&bytes).unwrap(), parsed.message);
                 }
@@ -385,9 +393,12 @@ fn random_schema_valid_messages_reach_their_variant() {
     // The generator did reach the cases the test is about.
     assert!(dropped_timestamps > 0);
     assert!(untyped > 0);
+    assert!(typed_calls > 100, "{typed_calls}");
+    assert!(conversations > 100, "{conversations}");
     eprintln!(
         "{types} types, {} bodies, {total} bytes, {dropped_timestamps} timestamps out of range, \
-         {untyped} tool-calls without type",
+         {untyped} tool-calls without type, {typed_calls} calls with an id, \
+         {conversations} artifact messages",
         types * PER_TYPE * 2
     );
 }
