@@ -110,6 +110,10 @@ impl<T: DeserializeOwned> LazyList<T> {
 
     fn typed(&self) -> &(Vec<T>, Vec<crate::vapi::ParseError>) {
         self.typed.get_or_init(|| {
+            // One pass when everything fits; item by item only to repair.
+            if let Ok(items) = serde_json::from_str::<Vec<T>>(self.raw.get()) {
+                return (items, Vec::new());
+            }
             let mut items = Vec::new();
             let mut problems = Vec::new();
             // Checked to be an array when parsed.
