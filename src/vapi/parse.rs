@@ -41,8 +41,9 @@ pub enum Form {
 /// A parsed body: the message, the form it came in, and what did not fit the model.
 ///
 /// Returned by [`ServerMessage::parse`]. `problems` is empty when every field fit; otherwise
-/// each entry names a field that was left out of the typed message (its value is still in
-/// the raw parts, e.g. [`ServerMessage::Unknown`]'s `raw`, never in the problem).
+/// each entry names a field that was left out of the typed message. The value itself is in
+/// no problem (read it from the body, e.g. [`RawBody`](crate::RawBody), if it matters); a
+/// message delivered as [`ServerMessage::Unknown`] keeps all of it in `raw`.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ParsedMessage {
