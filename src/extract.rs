@@ -8,9 +8,14 @@
 //!
 //! Every extractor refuses to run unless [`SignatureVerifyLayer`](crate::verify) put the
 //! [`Verified`] marker on the request, so an unverified body never reaches a handler as an
-//! event. Misconfiguration is a `500` that names the missing layer; a verified body that is not
-//! a Vapi message is a `400` naming the field path. The typed parse happens **once per
-//! request**: the first extractor caches it in the request extensions and the others reuse it.
+//! event. Misconfiguration is a `500` that names the missing layer.
+//!
+//! **An authentic message is never refused for its content**: the envelope and the flat form
+//! are both accepted ([`VapiEvent::form`]), and a field that does not fit the model is left out
+//! and reported ([`VapiEvent::problems`], and an `info` log naming its path, never its value).
+//! Only a verified body that is not a JSON object is refused, with the crate's
+//! `400 {"error":"bad request"}`. The typed parse happens **once per request**: the first
+//! extractor caches it in the request extensions and the others reuse it.
 //!
 //! [`ToolCallsEvent`] on a message of another type answers `400` (a route that takes it is a
 //! tool's own server URL); on a shared server URL, take `Option<ToolCallsEvent>` or
@@ -58,7 +63,8 @@ use http::request::Parts;
 use crate::body::RawBody;
 use crate::org::OrgContext;
 use crate::reject::json_error;
-use crate::vapi::{ParseError, ServerMessage, ToolCalls};
+use crate::error::bounded;
+use crate::vapi::{Form, ParseError, ParsedMessage, ServerMessage, ToolCalls};
 use crate::verify::Verified;
 
 /// Why an extractor refused to run.
@@ -126,13 +132,13 @@ impl IntoResponse for ExtractRejection {
 
 /// The parse of this request's body, shared by every extractor of the request.
 #[derive(Clone)]
-struct Parsed(Result<Arc<ServerMessage>, ParseError>);
+struct Parsed(Result<Arc<ParsedMessage>, ParseError>);
 
 /// The verified request's message, parsed once and cached in the extensions.
-fn message(parts: &mut Parts) -> Result<Arc<ServerMessage>, ExtractRejection> {
-    if parts.extensions.get::<Verified>().is_none() {
+fn message(parts: &mut Parts) -> Result<Arc<ParsedMessage>, ExtractRejection> {
+    let Some(verified) = parts.extensions.get::<Verified>() else {
         return Err(ExtractRejection::NotVerified);
-    }
+    };
     if let Some(Parsed(parsed)) = parts.extensions.get::<Parsed>() {
         return parsed.clone().map_err(ExtractRejection::from);
     }
@@ -140,20 +146,49 @@ fn message(parts: &mut Parts) -> Result<Arc<ServerMessage>, ExtractRejection> {
         .extensions
         .get::<RawBody>()
         .ok_or(ExtractRejection::MissingRawBody)?;
-    let parsed = ServerMessage::from_slice(raw.as_bytes()).map(Arc::new);
+    let parsed = ServerMessage::parse(raw.as_bytes()).map(Arc::new);
+    if let Ok(parsed) = &parsed {
+        if !parsed.problems.is_empty() {
+            // Paths and kinds only (`ParseError` never holds a value), bounded in number.
+            let paths: Vec<&str> = parsed.problems.iter().take(8).map(|p| p.path()).collect();
+            match verified.org {
+                Some(org) => tracing::info!(org = %org, message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit"),
+                None => tracing::info!(message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit"),
+            }
+        }
+    }
     parts.extensions.insert(Parsed(parsed.clone()));
     parsed.map_err(ExtractRejection::from)
 }
 
-/// The verified, typed Vapi message of the request.
+/// The verified, typed Vapi message of the request (`Deref` to [`ServerMessage`]), with the
+/// form it came in and what did not fit the model.
 #[derive(Clone, Debug)]
-pub struct VapiEvent(pub Arc<ServerMessage>);
+pub struct VapiEvent(pub Arc<ParsedMessage>);
+
+impl VapiEvent {
+    /// The message.
+    pub fn message(&self) -> &ServerMessage {
+        &self.0.message
+    }
+
+    /// Whether it came as `{"message": …}` or flat.
+    pub fn form(&self) -> Form {
+        self.0.form
+    }
+
+    /// The fields left out because they did not fit the model (by path, never by value); empty
+    /// when everything fit.
+    pub fn problems(&self) -> &[ParseError] {
+        &self.0.problems
+    }
+}
 
 impl Deref for VapiEvent {
     type Target = ServerMessage;
 
     fn deref(&self) -> &ServerMessage {
-        &self.0
+        &self.0.message
     }
 }
 
@@ -170,16 +205,16 @@ impl<S: Send + Sync> FromRequestParts<S> for VapiEvent {
 /// A message of another type is a `400`; `Option<ToolCallsEvent>` gives `None` for it instead
 /// (missing layers and unparseable bodies are rejected either way).
 #[derive(Clone)]
-pub struct ToolCallsEvent(Arc<ServerMessage>);
+pub struct ToolCallsEvent(Arc<ParsedMessage>);
 
 impl ToolCallsEvent {
-    /// The whole message.
-    pub fn message(&self) -> &Arc<ServerMessage> {
+    /// The whole parse: the message, its form and what did not fit.
+    pub fn parsed(&self) -> &Arc<ParsedMessage> {
         &self.0
     }
 
-    fn from_message(msg: Arc<ServerMessage>) -> Result<Self, ExtractRejection> {
-        match &*msg {
+    fn from_message(msg: Arc<ParsedMessage>) -> Result<Self, ExtractRejection> {
+        match &msg.message {
             ServerMessage::ToolCalls(_) => Ok(Self(msg)),
             other => Err(ExtractRejection::UnexpectedType {
                 expected: "tool-calls",
@@ -194,7 +229,7 @@ impl Deref for ToolCallsEvent {
     type Target = ToolCalls;
 
     fn deref(&self) -> &ToolCalls {
-        match &*self.0 {
+        match &self.0.message {
             ServerMessage::ToolCalls(calls) => calls,
             // Only `from_message` builds this type, and it checked the variant.
             _ => unreachable!("ToolCallsEvent holds a tool-calls message"),
@@ -362,23 +397,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn verified_bad_body_is_a_400_with_the_field_path() {
+    async fn only_a_verified_body_that_is_not_an_object_is_refused() {
+        // A field of the wrong type is delivered (see `vapi::ServerMessage::parse`), with the
+        // problem attached.
         let mut p = parts(
             true,
             Some(br#"{"message":{"type":"status-update","call":{"id":42}}}"#),
         );
+        let event = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
+            .await
+            .unwrap();
+        assert_eq!(event.type_name(), "status-update");
+        assert_eq!(event.form(), Form::Envelope);
+        assert_eq!(event.problems()[0].path(), "message.call.id");
+
+        let mut p = parts(true, Some(b"[1,2]"));
         let err = <VapiEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
             .await
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("invalid Vapi message at `message.call.id`: invalid type"),
+                .starts_with("invalid Vapi message at `.`: invalid type: sequence"),
             "{err}"
         );
         let (status, text) = body_text(err).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         // The answer is the crate's JSON shape and names nothing of the body.
-        assert!(text == r#"{"error":"bad request"}"#, "{text}");
+        assert_eq!(text, r#"{"error":"bad request"}"#);
     }
 
     #[tokio::test]
@@ -398,7 +443,7 @@ mod tests {
         let calls = <ToolCallsEvent as FromRequestParts<()>>::from_request_parts(&mut p, &())
             .await
             .unwrap();
-        assert!(Arc::ptr_eq(calls.message(), &first.0));
+        assert!(Arc::ptr_eq(calls.parsed(), &first.0));
         assert_eq!(calls.calls()[0].id, "t1");
         assert_eq!(calls.calls()[0].arguments.get(), r#"{"q":"x"}"#);
     }

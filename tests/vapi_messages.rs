@@ -11,11 +11,11 @@ use vapi_webhooks::vapi::reply::{
     HandoffDestinationReply, KnowledgeBaseDocument, KnowledgeBaseReply, ToolCallResult,
     ToolCallsReply, TransferDestinationReply,
 };
-use vapi_webhooks::vapi::{RawJson, ServerMessage, redact};
+use vapi_webhooks::vapi::{Form, RawJson, ServerMessage, redact};
 
 fn openapi() -> Value {
     let path = format!(
-        "{}/tests/fixtures/reference/vapi-openapi.json",
+        "{}/tests/fixtures/reference/vapi-openapi-server-messages.json",
         env!("CARGO_MANIFEST_DIR")
     );
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
@@ -161,41 +161,67 @@ fn unknown_fields_and_flattened_tool_calls_are_accepted() {
     assert_eq!(calls[3].name, "fourth");
 }
 
+// Replaces `parse_error_names_the_field_path`: the same bodies used to be refused; a verified
+// JSON object is now always delivered, with the field that did not fit left out and named.
 #[test]
-fn parse_error_names_the_field_path() {
+fn mistyped_fields_are_left_out_and_named() {
     let body = br#"{"message":{"type":"tool-calls","toolCallList":[{"id":"a"},{"id":7}]}}"#;
-    let err = ServerMessage::from_slice(body).unwrap_err();
-    assert_eq!(err.path(), "message.toolCallList[1].id");
-    assert!(
-        err.to_string()
-            .starts_with("invalid Vapi message at `message.toolCallList[1].id`: invalid type"),
-        "{err}"
+    let parsed = ServerMessage::parse(body).unwrap();
+    let ServerMessage::ToolCalls(m) = &parsed.message else {
+        panic!("not tool-calls: {parsed:?}")
+    };
+    let ids: Vec<_> = m.calls().iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["a", ""]);
+    assert_eq!(parsed.problems.len(), 1);
+    assert_eq!(parsed.problems[0].path(), "message.toolCallList[1].id");
+    assert_eq!(
+        parsed.problems[0].to_string(),
+        "invalid Vapi message at `message.toolCallList[1].id`: invalid type: integer, expected a string"
     );
 
-    let err = ServerMessage::from_slice(
-        br#"{"message":{"type":"status-update","timestamp":"yesterday"}}"#,
-    )
-    .unwrap_err();
-    assert_eq!(err.path(), "message.timestamp");
+    let parsed =
+        ServerMessage::parse(br#"{"message":{"type":"status-update","timestamp":"yesterday"}}"#)
+            .unwrap();
+    assert!(matches!(parsed.message, ServerMessage::StatusUpdate(_)));
+    assert_eq!(parsed.message.timestamp(), None);
+    assert_eq!(parsed.problems[0].path(), "message.timestamp");
+    assert_eq!(parsed.problems[0].message(), "invalid ISO-8601 timestamp");
 
-    let err = ServerMessage::from_slice(br#"{"msg":{}}"#).unwrap_err();
-    assert_eq!(err.path(), ".");
-    assert_eq!(err.message(), "missing field `message`");
+    // No `message` object: the body is a flat message without `type`.
+    let parsed = ServerMessage::parse(br#"{"msg":{}}"#).unwrap();
+    assert_eq!(parsed.form, Form::Flat);
+    let ServerMessage::Unknown { type_name, raw } = &parsed.message else {
+        panic!("{parsed:?}")
+    };
+    assert_eq!((type_name.as_str(), raw.get()), ("", r#"{"msg":{}}"#));
+    assert_eq!(parsed.problems[0].path(), ".");
+    assert_eq!(parsed.problems[0].message(), "missing field `type`");
 
-    let err = ServerMessage::from_slice(br#"{"message":{"call":{}}}"#).unwrap_err();
-    assert_eq!(err.path(), "message");
-    assert_eq!(err.message(), "missing field `type`");
+    let parsed = ServerMessage::parse(br#"{"message":{"call":{}}}"#).unwrap();
+    assert_eq!(parsed.form, Form::Envelope);
+    assert!(matches!(parsed.message, ServerMessage::Unknown { .. }));
+    assert_eq!(parsed.problems[0].path(), "message");
+    assert_eq!(parsed.problems[0].message(), "missing field `type`");
 
+    // Not JSON: refused.
     let err = ServerMessage::from_slice(br#"{"message":{"type":"hang"}} trailing"#).unwrap_err();
     assert_eq!(err.path(), ".");
+    assert!(err.message().starts_with("trailing characters"), "{err}");
 
-    // Duplicate keys are refused, so no two readers can disagree about the assistant.
-    let err = ServerMessage::from_slice(
-        br#"{"message":{"type":"hang","call":{"assistantId":"a","assistantId":"b"}}}"#,
+    // Duplicate keys: the field is left out, so no two readers can disagree about the
+    // assistant (the tenant probe refuses such a body before verification anyway).
+    let parsed = ServerMessage::parse(
+        br#"{"message":{"type":"hang","call":{"id":"c","assistantId":"a","assistantId":"b"}}}"#,
     )
-    .unwrap_err();
-    assert_eq!(err.path(), "message.call");
-    assert_eq!(err.message(), "duplicate field `assistantId`");
+    .unwrap();
+    let call = parsed.message.call().unwrap();
+    assert_eq!(call.id.as_deref(), Some("c"));
+    assert_eq!(call.assistant_id, None);
+    assert_eq!(parsed.problems[0].path(), "message.call");
+    assert_eq!(
+        parsed.problems[0].message(),
+        "duplicate field `assistantId`"
+    );
 }
 
 #[test]

@@ -273,7 +273,7 @@ fn empty_ack() -> Response {
 async fn webhook(
     State(state): State<AppState>,
     Org(org): Org,
-    VapiEvent(event): VapiEvent,
+    event: VapiEvent,
 ) -> Response {
     let org_id = org.org_id;
     let info = state.orgs.get(&org_id);

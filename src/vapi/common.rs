@@ -2,12 +2,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
+
+use crate::vapi::scan;
 use time::format_description::well_known::Rfc3339;
 
 /// A part of a message kept as raw JSON text, unparsed.
@@ -61,8 +65,127 @@ impl fmt::Debug for RawJson {
     }
 }
 
+/// A JSON array kept as received and typed on first access.
+///
+/// Conversations (`messages`, `artifact.messages`, `messagesOpenAIFormatted`) are most of an
+/// end-of-call report's bytes and most handlers never read them: the parse only checks that
+/// they are arrays. [`LazyList::items`] (or `Deref` to `[T]`) types them once, tolerantly: an
+/// item field that does not fit is left out and recorded in [`LazyList::problems`]; an item
+/// that cannot be typed at all (e.g. a number) is skipped. Its `Debug` prints only the size.
+///
+/// ```
+/// use vapi_webhooks::vapi::{ConversationMessage, LazyList};
+///
+/// let list: LazyList<ConversationMessage> =
+///     serde_json::from_str(r#"[{"role":"user","message":"hi","time":"soon"}, 7]"#)?;
+/// assert_eq!(list.len(), 1);
+/// assert_eq!(list[0].message.as_deref(), Some("hi"));
+/// assert_eq!(list[0].time, None);
+/// assert_eq!(list.problems()[0].path(), "[0].time");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct LazyList<T> {
+    raw: RawJson,
+    typed: OnceLock<(Vec<T>, Vec<crate::vapi::ParseError>)>,
+}
+
+impl<T> LazyList<T> {
+    /// The array as received.
+    pub fn raw(&self) -> &RawJson {
+        &self.raw
+    }
+}
+
+impl<T: DeserializeOwned> LazyList<T> {
+    /// The items, typed on the first call (then cached).
+    pub fn items(&self) -> &[T] {
+        &self.typed().0
+    }
+
+    /// What did not fit while typing the items (paths start at the item index, `[3].time`).
+    pub fn problems(&self) -> &[crate::vapi::ParseError] {
+        &self.typed().1
+    }
+
+    fn typed(&self) -> &(Vec<T>, Vec<crate::vapi::ParseError>) {
+        self.typed.get_or_init(|| {
+            // One pass when everything fits; item by item only to repair.
+            if let Ok(items) = serde_json::from_str::<Vec<T>>(self.raw.get()) {
+                return (items, Vec::new());
+            }
+            let mut items = Vec::new();
+            let mut problems = Vec::new();
+            // Checked to be an array when parsed.
+            let raw: Vec<&RawValue> = serde_json::from_str(self.raw.get()).unwrap_or_default();
+            for (i, item) in raw.iter().enumerate() {
+                match serde_json::from_str::<T>(item.get()) {
+                    Ok(value) => items.push(value),
+                    Err(_) => {
+                        let (value, found) =
+                            crate::vapi::parse::recover(item.get(), &format!("[{i}]"), |text| {
+                                crate::vapi::parse::tracked::<T>(text)
+                            });
+                        items.extend(value);
+                        problems.extend(found);
+                    }
+                }
+            }
+            (items, problems)
+        })
+    }
+}
+
+impl<T: DeserializeOwned> Deref for LazyList<T> {
+    type Target = [T];
+
+    /// [`LazyList::items`].
+    fn deref(&self) -> &[T] {
+        self.items()
+    }
+}
+
+impl<'de, T> Deserialize<'de> for LazyList<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawJson::deserialize(d)?;
+        let kind = match raw.get().as_bytes().first() {
+            Some(b'[') => {
+                return Ok(Self {
+                    raw,
+                    typed: OnceLock::new(),
+                });
+            }
+            Some(b'{') => "map",
+            Some(b'"') => "string",
+            Some(b't' | b'f') => "boolean",
+            Some(b'n') => "null",
+            _ => "number",
+        };
+        Err(de::Error::invalid_type(
+            Unexpected::Other(kind),
+            &"a sequence",
+        ))
+    }
+}
+
+impl<T> PartialEq for LazyList<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl<T> fmt::Debug for LazyList<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LazyList(<{} bytes>)", self.raw.get().len())
+    }
+}
+
 /// When a message was sent: Vapi sends epoch milliseconds (a number) since late 2024, and an
 /// ISO-8601 / RFC 3339 string before that. Both parse into this type.
+///
+/// A time outside years -9999..=9999 (e.g. `260000000000000` ms) or any other value is an
+/// unknown time: [`ServerMessage::parse`](crate::vapi::ServerMessage::parse) leaves the field
+/// out (`None`) and names it in its problems; the message is delivered all the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(OffsetDateTime);
 
@@ -345,18 +468,11 @@ pub struct Call {
     pub monitor: Option<RawJson>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IdProbe {
-    id: Option<String>,
-    org_id: Option<String>,
-    name: Option<String>,
-    number: Option<String>,
-    provider: Option<String>,
-}
-
 /// The assistant of a message: the few fields handlers route on, and the whole configuration
 /// kept as raw JSON.
+///
+/// `id`, `orgId` and `name` are read from the raw object: `None` when absent, not a string, or
+/// sent twice (the raw JSON still has them).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Assistant {
@@ -373,11 +489,11 @@ pub struct Assistant {
 impl<'de> Deserialize<'de> for Assistant {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawJson::deserialize(d)?;
-        let probe: IdProbe = raw.parse().map_err(de::Error::custom)?;
+        let [id, org_id, name] = scan::string_fields(raw.get(), ["id", "orgId", "name"]);
         Ok(Self {
-            id: probe.id,
-            org_id: probe.org_id,
-            name: probe.name,
+            id,
+            org_id,
+            name,
             raw,
         })
     }
@@ -385,6 +501,9 @@ impl<'de> Deserialize<'de> for Assistant {
 
 /// The phone number of a message: ids and number, and the whole object kept as raw JSON
 /// (it echoes provider credentials such as `twilioAuthToken`).
+///
+/// The string fields are read from the raw object: `None` when absent, not a string, or sent
+/// twice (the raw JSON still has them).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct PhoneNumber {
@@ -405,13 +524,14 @@ pub struct PhoneNumber {
 impl<'de> Deserialize<'de> for PhoneNumber {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawJson::deserialize(d)?;
-        let probe: IdProbe = raw.parse().map_err(de::Error::custom)?;
+        let [id, org_id, number, provider, name] =
+            scan::string_fields(raw.get(), ["id", "orgId", "number", "provider", "name"]);
         Ok(Self {
-            id: probe.id,
-            org_id: probe.org_id,
-            number: probe.number,
-            provider: probe.provider,
-            name: probe.name,
+            id,
+            org_id,
+            number,
+            provider,
+            name,
             raw,
         })
     }
@@ -468,11 +588,11 @@ pub struct OpenAiMessage {
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Artifact {
-    /// The conversation.
-    pub messages: Option<Vec<ConversationMessage>>,
-    /// The conversation in OpenAI format.
+    /// The conversation, typed on first access.
+    pub messages: Option<LazyList<ConversationMessage>>,
+    /// The conversation in OpenAI format, typed on first access.
     #[serde(rename = "messagesOpenAIFormatted")]
-    pub messages_openai_formatted: Option<Vec<OpenAiMessage>>,
+    pub messages_openai_formatted: Option<LazyList<OpenAiMessage>>,
     /// The transcript.
     pub transcript: Option<String>,
     /// The mono recording's URL.

@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use crate::vapi::common::{
     Analysis, Artifact, Assistant, Call, CallStatus, ConversationMessage, Cost, Customer,
-    EndedReason, OpenAiMessage, PhoneNumber, RawJson, Timestamp,
+    EndedReason, LazyList, OpenAiMessage, PhoneNumber, RawJson, Timestamp,
 };
 use crate::vapi::tool::{FunctionCallBody, ToolCall, ToolWithToolCall};
 
@@ -39,9 +39,9 @@ macro_rules! server_messages {
         /// A Vapi server message: one variant per `type`, and [`ServerMessage::Unknown`] for
         /// any type this crate does not know yet.
         ///
-        /// Parse the request body (`{"message": …}`) with [`ServerMessage::from_slice`], or a
-        /// bare message with [`ServerMessage::from_message_str`]. Unknown fields are ignored
-        /// everywhere.
+        /// Parse the request body (`{"message": …}` or flat) with [`ServerMessage::from_slice`]
+        /// or [`ServerMessage::parse`], or a bare message with
+        /// [`ServerMessage::from_message_str`]. Unknown fields are ignored everywhere.
         #[derive(Clone, Debug, PartialEq)]
         #[non_exhaustive]
         pub enum ServerMessage {
@@ -49,9 +49,10 @@ macro_rules! server_messages {
                 #[doc = concat!("`", $first, "`", $(" (also `", $alias, "`)",)*)]
                 $variant($variant),
             )*
-            /// A message type this crate does not know: delivered, never rejected.
+            /// A message type this crate does not know (or a message that could not be typed):
+            /// delivered, never rejected.
             Unknown {
-                /// The `type` as sent.
+                /// The `type` as sent; empty if the message has none (or not a string).
                 type_name: String,
                 /// The whole message object, raw.
                 raw: RawJson,
@@ -120,19 +121,20 @@ macro_rules! server_messages {
             }
         }
 
-        /// Parses the message `json` of type `type_name` into its variant.
-        pub(crate) fn parse_variant(
+        /// Deserialises a message into the variant named `variant`, or into
+        /// [`ServerMessage::Unknown`] (named `type_name`, kept raw) if no variant has that name.
+        pub(crate) fn deserialize_as<'de, D: serde::Deserializer<'de>>(
+            variant: Option<&str>,
             type_name: &str,
-            raw: &serde_json::value::RawValue,
-        ) -> Result<ServerMessage, serde_path_to_error::Error<serde_json::Error>> {
-            let mut de = serde_json::Deserializer::from_str(raw.get());
-            Ok(match type_name {
-                $($first $(| $alias)* => ServerMessage::$variant(serde_path_to_error::deserialize(&mut de)?),)*
-                other => ServerMessage::Unknown {
-                    type_name: other.to_owned(),
-                    raw: RawJson::from(raw.to_owned()),
-                },
-            })
+            d: D,
+        ) -> Result<ServerMessage, D::Error> {
+            match variant {
+                $(Some($first $(| $alias)*) => <$variant as Deserialize>::deserialize(d).map(ServerMessage::$variant),)*
+                _ => Ok(ServerMessage::Unknown {
+                    type_name: type_name.to_owned(),
+                    raw: RawJson::from(Box::<serde_json::value::RawValue>::deserialize(d)?),
+                }),
+            }
         }
     };
 }
@@ -146,11 +148,11 @@ message! {
 message! {
     /// A `conversation-update`: the conversation so far.
     ConversationUpdate {
-        /// The conversation.
-        messages: Option<Vec<ConversationMessage>>,
-        /// The conversation in OpenAI format.
+        /// The conversation, typed on first access.
+        messages: Option<LazyList<ConversationMessage>>,
+        /// The conversation in OpenAI format, typed on first access.
         #[serde(rename = "messagesOpenAIFormatted")]
-        messages_openai_formatted: Option<Vec<OpenAiMessage>>,
+        messages_openai_formatted: Option<LazyList<OpenAiMessage>>,
     }
 }
 
@@ -177,8 +179,8 @@ message! {
         transcript: Option<String>,
         /// The summary at the top level, as real reports carry it.
         summary: Option<String>,
-        /// The conversation at the top level, as real reports carry it.
-        messages: Option<Vec<ConversationMessage>>,
+        /// The conversation at the top level, as real reports carry it (typed on first access; see [`EndOfCallReport::messages`]).
+        messages: Option<LazyList<ConversationMessage>>,
         /// The mono recording URL at the top level, as real reports carry it (see [`EndOfCallReport::recording_url`]).
         recording_url: Option<String>,
         /// The stereo recording URL at the top level, as real reports carry it.
@@ -203,11 +205,11 @@ message! {
 message! {
     /// A `knowledge-base-request`: fetch documents for the conversation. Answer with a [`KnowledgeBaseReply`](crate::vapi::reply::KnowledgeBaseReply).
     KnowledgeBaseRequest {
-        /// The conversation.
-        messages: Option<Vec<ConversationMessage>>,
-        /// The conversation in OpenAI format.
+        /// The conversation, typed on first access.
+        messages: Option<LazyList<ConversationMessage>>,
+        /// The conversation in OpenAI format, typed on first access.
         #[serde(rename = "messagesOpenAIFormatted")]
-        messages_openai_formatted: Option<Vec<OpenAiMessage>>,
+        messages_openai_formatted: Option<LazyList<OpenAiMessage>>,
     }
 }
 
@@ -250,11 +252,11 @@ message! {
         status: Option<CallStatus>,
         /// Why the call ended, when `status` is `ended`.
         ended_reason: Option<EndedReason>,
-        /// The conversation so far.
-        messages: Option<Vec<ConversationMessage>>,
-        /// The conversation in OpenAI format.
+        /// The conversation so far, typed on first access.
+        messages: Option<LazyList<ConversationMessage>>,
+        /// The conversation in OpenAI format, typed on first access.
         #[serde(rename = "messagesOpenAIFormatted")]
-        messages_openai_formatted: Option<Vec<OpenAiMessage>>,
+        messages_openai_formatted: Option<LazyList<OpenAiMessage>>,
         /// Where the call is being forwarded, raw.
         destination: Option<RawJson>,
         /// The transcript so far.
@@ -373,11 +375,11 @@ message! {
 message! {
     /// A `call.endpointing.request`: how long to wait before the assistant speaks. Answer with a [`CallEndpointingReply`](crate::vapi::reply::CallEndpointingReply).
     CallEndpointingRequest {
-        /// The conversation.
-        messages: Option<Vec<ConversationMessage>>,
-        /// The conversation in OpenAI format.
+        /// The conversation, typed on first access.
+        messages: Option<LazyList<ConversationMessage>>,
+        /// The conversation in OpenAI format, typed on first access.
         #[serde(rename = "messagesOpenAIFormatted")]
-        messages_openai_formatted: Option<Vec<OpenAiMessage>>,
+        messages_openai_formatted: Option<LazyList<OpenAiMessage>>,
     }
 }
 
@@ -552,10 +554,12 @@ impl EndOfCallReport {
     }
 
     /// The conversation: `artifact.messages` when not empty, else the top-level `messages`.
+    ///
+    /// Typed on the first call (see [`LazyList`]).
     pub fn messages(&self) -> &[ConversationMessage] {
-        match self.artifact.as_ref().and_then(|a| a.messages.as_deref()) {
-            Some(m) if !m.is_empty() => m,
-            _ => self.messages.as_deref().unwrap_or(&[]),
+        match self.artifact.as_ref().and_then(|a| a.messages.as_ref()) {
+            Some(m) if !m.items().is_empty() => m.items(),
+            _ => self.messages.as_ref().map_or(&[], |m| m.items()),
         }
     }
 }
