@@ -61,9 +61,9 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::body::RawBody;
+use crate::error::bounded;
 use crate::org::OrgContext;
 use crate::reject::json_error;
-use crate::error::bounded;
 use crate::vapi::{Form, ParseError, ParsedMessage, ServerMessage, ToolCalls};
 use crate::verify::Verified;
 
@@ -152,8 +152,12 @@ fn message(parts: &mut Parts) -> Result<Arc<ParsedMessage>, ExtractRejection> {
             // Paths and kinds only (`ParseError` never holds a value), bounded in number.
             let paths: Vec<&str> = parsed.problems.iter().take(8).map(|p| p.path()).collect();
             match verified.org {
-                Some(org) => tracing::info!(org = %org, message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit"),
-                None => tracing::info!(message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit"),
+                Some(org) => {
+                    tracing::info!(org = %org, message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit")
+                }
+                None => {
+                    tracing::info!(message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit")
+                }
             }
         }
     }

@@ -359,6 +359,61 @@ async fn a_replayed_delivery_is_acknowledged_without_running_the_handler_twice()
 }
 
 #[tokio::test]
+async fn authentic_deliveries_are_never_refused_for_their_content() {
+    const ORG_A_ASSISTANT: &str = "52b585b4-f84f-44c0-b0fd-4e3641a63a28";
+    let server = Server::start().await;
+    let cases = [
+        // The seed design's own flat test payload.
+        format!(
+            r#"{{"type":"call.started","call":{{"id":"call-12345","assistantId":"{ORG_A_ASSISTANT}","customer":{{"number":"+1-555-0001"}}}}}}"#
+        ),
+        // A text chat: the only id is chat.assistantId.
+        format!(
+            r#"{{"message":{{"type":"chat.created","chat":{{"id":"chat-1","assistantId":"{ORG_A_ASSISTANT}"}}}}}}"#
+        ),
+        // A schema-valid timestamp far past year 9999.
+        format!(
+            r#"{{"message":{{"type":"status-update","status":"ended","timestamp":260000000000000,"call":{{"assistantId":"{ORG_A_ASSISTANT}"}}}}}}"#
+        ),
+        // tool-calls without `type`.
+        format!(
+            r#"{{"message":{{"toolCallList":[],"call":{{"assistantId":"{ORG_A_ASSISTANT}"}}}}}}"#
+        ),
+    ];
+    for body in &cases {
+        let (status, reply) = server
+            .post_signed("/api/webhooks/vapi", "Org A", 0, body.as_bytes())
+            .await;
+        // `{}` or a tool-calls reply: only the handler answers that (a replay is empty).
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(reply.starts_with('{'), "{body}: {reply}");
+    }
+    // A known field of the wrong type in an end-of-call report: stored all the same.
+    let mut report: Value =
+        serde_json::from_slice(&end_of_call_report("call-wrong-types")).unwrap();
+    report["message"]["cost"] = json!("not a number");
+    report["message"]["endedReason"] = json!(42);
+    let (status, reply) = server
+        .post_signed(
+            "/api/webhooks/vapi",
+            "Org A",
+            0,
+            &serde_json::to_vec(&report).unwrap(),
+        )
+        .await;
+    assert_eq!((status, reply.as_str()), (StatusCode::OK, "{}"));
+    let (_, calls) = server.calls("key-a").await;
+    assert!(
+        calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["callId"] == "call-wrong-types"),
+        "{calls}"
+    );
+}
+
+#[tokio::test]
 async fn metrics_count_each_org_and_outcome() {
     let server = Server::start().await;
     let body = tool_calls_for_assistant("52b585b4-f84f-44c0-b0fd-4e3641a63a28");

@@ -270,11 +270,7 @@ fn empty_ack() -> Response {
     (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
 }
 
-async fn webhook(
-    State(state): State<AppState>,
-    Org(org): Org,
-    event: VapiEvent,
-) -> Response {
+async fn webhook(State(state): State<AppState>, Org(org): Org, event: VapiEvent) -> Response {
     let org_id = org.org_id;
     let info = state.orgs.get(&org_id);
     let name = info.map_or_else(|| org_id.to_string(), |info| info.name.clone());
