@@ -5,6 +5,23 @@
 use libfuzzer_sys::fuzz_target;
 use vapi_webhooks::credential::{CredentialConfig, CredentialKind};
 
+/// The crate's own error texts: a "secret" that is a piece of one of them is found in the
+/// message without having been printed.
+const OWN_TEXTS: &[&str] = &[
+    "the secret is empty",
+    "the secret is not valid base64",
+    "invalid payload format: ",
+    "the payload format uses {timestamp} but no timestamp header is set",
+    "a timestamp header is set but the payload format does not sign {timestamp}",
+    "invalid header name ",
+    "is only for hmac credentials",
+    "`header` is for secret-header and bearer credentials",
+];
+
+fn printed(text: &str, secret: &str) -> bool {
+    secret.len() >= 8 && text.contains(secret) && !OWN_TEXTS.iter().any(|own| own.contains(secret))
+}
+
 fuzz_target!(|text: &str| {
     let config = match toml::from_str::<CredentialConfig>(text) {
         Ok(config) => config,
@@ -15,20 +32,18 @@ fuzz_target!(|text: &str| {
         }
     };
     let secret = config.secret.expose().to_owned();
+    // The same text given as another field (a header name, a format) may be printed as that.
+    if text.matches(secret.as_str()).count() > 1 {
+        return;
+    }
     match config.build() {
         Ok(credential) => {
             let debug = format!("{credential:?} {config:?}");
-            if secret.len() >= 8 {
-                assert!(!debug.contains(&secret), "the secret was printed");
-            }
+            assert!(!printed(&debug, &secret), "the secret was printed");
             if let CredentialKind::Hmac(hmac) = credential.kind() {
                 let _ = hmac.format();
             }
         }
-        Err(err) => {
-            if secret.len() >= 8 {
-                assert!(!err.to_string().contains(&secret), "the secret was printed");
-            }
-        }
+        Err(err) => assert!(!printed(&err.to_string(), &secret), "the secret was printed"),
     }
 });
