@@ -763,9 +763,11 @@ mod differential {
                 (prop::sample::select(KEYS.to_vec()), any::<bool>(), node()),
                 0..6,
             ),
+            // Shifts everything against the probe's 64-byte blocks.
+            indent in 0usize..70,
         ) {
             let root = Node::Object(fields);
-            let mut body = String::new();
+            let mut body = " ".repeat(indent);
             render(&root, &mut body);
             let value: Value = serde_json::from_str(&body).expect("rendered JSON");
             let probed = probe(body.as_bytes());

@@ -484,10 +484,13 @@ impl<'a> Parser<'a> {
 
     /// Moves past the array or object at the cursor by counting brackets outside strings.
     ///
-    /// Eight bytes at a time (SWAR): a mask of quotes, a prefix XOR of it for "inside a
-    /// string", then brackets outside strings; their counts settle most words without a
-    /// per-byte loop. Brackets are not paired by kind (`[}` counts as closed): a body where
-    /// that matters is not JSON and the typed parse refuses it.
+    /// 64 bytes at a time: byte masks of quotes, backslashes and brackets (vector compares),
+    /// read as eight 64-bit words; a block without brackets only needs the parity of its quotes.
+    /// Otherwise a prefix XOR of the unescaped quotes marks the bytes inside strings, and the
+    /// counts of the brackets outside them settle most blocks without a per-byte loop. Brackets
+    /// are not paired by kind (`[}` counts as closed): a body where that matters is not JSON, and
+    /// the typed parse refuses it. No `unsafe` and no intrinsics, so the layout of this code is
+    /// what lets the compiler vectorise it: measure before reshaping it.
     fn skip_container(&mut self) -> Result<(), ProbeError> {
         // Levels this value may open, itself included.
         let limit = MAX_DEPTH - self.depth;
@@ -497,40 +500,40 @@ impl<'a> Parser<'a> {
         let body = self.body;
         let mut depth = 1;
         let mut i = self.pos + 1;
-        // HIGH when the word starts inside a string.
+        // All ones when the block starts inside a string (only the high bits are used).
         let mut in_string = 0u64;
-        // Whether the word's first byte is escaped by a backslash ending the previous word.
+        // Whether the block's first byte is escaped by a backslash ending the previous block.
         let mut carry_escape = false;
         while i < body.len() {
-            let word = load(body, i);
-            let backslashes = bytes_eq(word, b'\\');
-            let mut quotes = bytes_eq(word, b'"');
-            if backslashes != 0 || carry_escape {
-                quotes &= !escaped(backslashes, &mut carry_escape);
+            let words = load(body, i);
+            let [quotes, backslashes, open, close, mut local] = classify(words);
+            if backslashes.iter().fold(0, |a, b| a | b) != 0 || carry_escape {
+                // Escaped quotes do not delimit strings (rare: the slow way).
+                local = std::array::from_fn(|k| {
+                    prefix_xor(quotes[k] & !escaped(backslashes[k], &mut carry_escape))
+                });
             }
-            // Prefix XOR over the bytes: the high bit of a byte is set from an opening quote
-            // up to (not including) its closing quote.
-            let mut inside = quotes;
-            inside ^= inside << 8;
-            inside ^= inside << 16;
-            inside ^= inside << 32;
-            inside ^= in_string;
-            in_string = (inside >> 63) * HIGH;
-            // `[` and `{` differ by 0x20, as do `]` and `}`.
-            let folded = word | (ONES * 0x20);
-            let open = bytes_eq(folded, b'{') & !inside;
-            let close = bytes_eq(folded, b'}') & !inside;
-            if open | close != 0 {
-                let (opens, closes) = (open.count_ones() as usize, close.count_ones() as usize);
-                if depth > closes && depth + opens <= limit {
-                    // Neither the end of the value nor the limit can be in this word.
-                    depth = depth + opens - closes;
-                } else {
-                    let mut brackets = open | close;
+            if open.iter().chain(&close).fold(0, |a, b| a | b) == 0 {
+                // No bracket: only whether the block leaves a string open matters.
+                let odd = local.iter().fold(0, |a, x| a ^ x) >> 63;
+                in_string ^= 0u64.wrapping_sub(odd);
+                i += 8 * WORDS;
+                continue;
+            }
+            let outside = outside_strings(local, &mut in_string);
+            let open: [u64; WORDS] = std::array::from_fn(|k| open[k] & outside[k]);
+            let close: [u64; WORDS] = std::array::from_fn(|k| close[k] & outside[k]);
+            let (opens, closes) = (count(open), count(close));
+            if depth > closes && depth + opens <= limit {
+                // Neither the end of the value nor the limit can be in this block.
+                depth = depth + opens - closes;
+            } else {
+                for k in 0..WORDS {
+                    let mut brackets = open[k] | close[k];
                     while brackets != 0 {
                         let bit = brackets & brackets.wrapping_neg();
                         brackets &= brackets - 1;
-                        if open & bit != 0 {
+                        if open[k] & bit != 0 {
                             depth += 1;
                             if depth > limit {
                                 return Err(ProbeError::TooDeep);
@@ -538,40 +541,98 @@ impl<'a> Parser<'a> {
                         } else {
                             depth -= 1;
                             if depth == 0 {
-                                self.pos = i + bit.trailing_zeros() as usize / 8 + 1;
+                                self.pos = i + 8 * k + bit.trailing_zeros() as usize / 8 + 1;
                                 return Ok(());
                             }
                         }
                     }
                 }
             }
-            i += 8;
+            i += 8 * WORDS;
         }
         self.pos = body.len();
         Err(self.invalid())
     }
 }
 
+/// Words per block of `skip_container`.
+const WORDS: usize = 8;
 const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// The eight bytes at `i`, the first in the lowest byte; padded with spaces past the end.
-fn load(body: &[u8], i: usize) -> u64 {
-    match body.get(i..i + 8) {
-        Some(bytes) => u64::from_le_bytes(bytes.try_into().expect("eight bytes")),
+/// The `8 * WORDS` bytes at `i`, padded with spaces past the end.
+fn load(body: &[u8], i: usize) -> [u8; 8 * WORDS] {
+    match body.get(i..i + 8 * WORDS) {
+        Some(bytes) => bytes.try_into().expect("a block"),
         None => {
-            let mut bytes = [b' '; 8];
+            let mut padded = [b' '; 8 * WORDS];
             let rest = &body[i..];
-            bytes[..rest.len()].copy_from_slice(rest);
-            u64::from_le_bytes(bytes)
+            padded[..rest.len()].copy_from_slice(rest);
+            padded
         }
     }
 }
 
-/// The high bit of every byte of `word` equal to `byte`. Exact: no borrow crosses bytes.
-fn bytes_eq(word: u64, byte: u8) -> u64 {
-    let x = word ^ (ONES * u64::from(byte));
-    !(((x & !HIGH) + !HIGH) | x) & HIGH
+/// Masks of a block's quotes, backslashes, opening and closing brackets (high bits of the
+/// bytes, as words), and the prefix XOR of each word's quotes.
+fn classify(bytes: [u8; 8 * WORDS]) -> [[u64; WORDS]; 5] {
+    fn words(mask: &[u8; 8 * WORDS]) -> [u64; WORDS] {
+        std::array::from_fn(|k| {
+            u64::from_le_bytes(mask[8 * k..8 * k + 8].try_into().expect("eight bytes"))
+        })
+    }
+    let [quotes, backslashes, open, close] = byte_masks(bytes);
+    let quotes = words(&quotes);
+    [
+        quotes,
+        words(&backslashes),
+        words(&open),
+        words(&close),
+        quotes.map(prefix_xor),
+    ]
+}
+
+/// The byte-wise compares of `classify`, written as maps that the compiler turns into vector
+/// compares, and kept out of line because it does not when they are inlined into the loop.
+#[inline(never)]
+fn byte_masks(bytes: [u8; 8 * WORDS]) -> [[u8; 8 * WORDS]; 4] {
+    // `[` and `{` differ by 0x20, as do `]` and `}`.
+    [
+        bytes.map(|b| u8::from(b == b'"') << 7),
+        bytes.map(|b| u8::from(b == b'\\') << 7),
+        bytes.map(|b| u8::from(b | 0x20 == b'{') << 7),
+        bytes.map(|b| u8::from(b | 0x20 == b'}') << 7),
+    ]
+}
+
+/// Prefix XOR within a word: a byte's high bit is set from an opening quote up to (not
+/// including) its closing quote.
+fn prefix_xor(quotes: u64) -> u64 {
+    let mut x = quotes;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// The bytes outside strings (high bits), given the prefix XOR of each word's unescaped
+/// quotes; `in_string` (all ones or zero) says whether the block starts inside a string and
+/// becomes whether the next one does.
+fn outside_strings(local: [u64; WORDS], in_string: &mut u64) -> [u64; WORDS] {
+    // Whether each word leaves a string open, as all ones or zero; carried across the words.
+    let odd = local.map(|x| 0u64.wrapping_sub(x >> 63));
+    let mut carry = [0; WORDS];
+    for k in 0..WORDS {
+        carry[k] = *in_string;
+        *in_string ^= odd[k];
+    }
+    std::array::from_fn(|k| !(local[k] ^ carry[k]))
+}
+
+/// How many bytes of the words have their high bit set (no `popcnt` on baseline x86-64).
+fn count(masks: [u64; WORDS]) -> usize {
+    // At most WORDS per byte lane after the sum, so the multiply cannot carry between lanes.
+    let lanes = masks.iter().fold(0, |sum, m| sum + (m >> 7));
+    (lanes.wrapping_mul(ONES) >> 56) as usize
 }
 
 /// The bytes of a word escaped by a backslash (high bits), given its backslashes; `carry` says
@@ -696,15 +757,36 @@ mod tests {
     }
 
     #[test]
-    fn bytes_eq_is_exact() {
-        for byte in [0u8, 1, b'"', b'\\', b'{', 0x7f, 0x80, 0xff] {
-            for other in 0..=255u8 {
-                let word = u64::from_le_bytes([other, byte, other, 0, 0xff, byte, 1, other]);
-                let want = (0..8).fold(0u64, |m, i| {
-                    let b = word.to_le_bytes()[i];
-                    m | (u64::from(b == byte) << (8 * i + 7))
-                });
-                assert_eq!(bytes_eq(word, byte), want, "{byte:#x} {other:#x}");
+    fn classify_marks_exactly_its_bytes() {
+        // Every byte value at every position of a block.
+        for value in 0..=255u8 {
+            for at in 0..8 * WORDS {
+                let mut block = [b'a'; 8 * WORDS];
+                block[at] = value;
+                let [quotes, backslashes, open, close, local] = classify(block);
+                let bit = |mask: [u64; WORDS]| mask[at / 8] >> (8 * (at % 8) + 7) & 1 == 1;
+                let others = |mask: [u64; WORDS]| {
+                    let mut mask = mask;
+                    mask[at / 8] &= !(1 << (8 * (at % 8) + 7));
+                    mask == [0; WORDS]
+                };
+                for (mask, want) in [
+                    (quotes, value == b'"'),
+                    (backslashes, value == b'\\'),
+                    (open, matches!(value, b'[' | b'{')),
+                    (close, matches!(value, b']' | b'}')),
+                ] {
+                    assert_eq!(bit(mask), want, "{value:#x} at {at}");
+                    assert!(others(mask));
+                }
+                // A lone quote opens a string up to the end of its word.
+                let word = local[at / 8];
+                let expect = if value == b'"' {
+                    (at % 8..8).fold(0u64, |m, j| m | 0x80 << (8 * j))
+                } else {
+                    0
+                };
+                assert_eq!(word, expect, "{value:#x} at {at}");
             }
         }
     }
@@ -724,8 +806,8 @@ mod tests {
 
     #[test]
     fn skipping_crosses_word_boundaries() {
-        // Every alignment of strings with escapes and brackets against the 8-byte words.
-        for pad in 0..16 {
+        // Every alignment of strings with escapes and brackets against the words and blocks.
+        for pad in 0..8 * WORDS + 8 {
             let body = format!(
                 r#"{{"x":[{}"a\\",{{"b":"\"]}}[\\\"{{"}},"c"],"assistantId":"A"}}"#,
                 " ".repeat(pad)
