@@ -8,7 +8,7 @@
 //!   `assistantId`; a bad escape or a lone surrogate is an error), tenant values must be a string
 //!   or `null`, and a container on a tenant path must be an object or `null`;
 //! * every other value is **skipped without being validated**: strings by `memchr` to the closing
-//!   quote, arrays and objects by counting brackets outside strings, eight bytes at a time,
+//!   quote, arrays and objects by counting brackets outside strings, 64 bytes at a time,
 //!   scalars up to the next delimiter. `{"x":[1,2,oops]}` passes the probe;
 //! * the nesting depth is counted in the same pass over the whole body, skipped values included,
 //!   so a body deeper than [`MAX_DEPTH`] is refused without recursion;
@@ -31,8 +31,10 @@
 //! crosses exactly (a string ends at its first unescaped quote; brackets inside strings do not
 //! count), so the probe sees the same objects on the tenant paths; it decodes their keys and
 //! tenant values as serde_json does and refuses a repeated key there, so both read the same single
-//! value at each location. A body the probe accepts but the typed parse refuses never reaches a
-//! handler.
+//! value at each location. A body the probe accepts but serde_json refuses is still verified
+//! with the secret of the organisation the probe named, then refused by the typed extractors
+//! (400); a handler that reads the raw body with a lenient parser of its own is outside this
+//! argument.
 
 use std::borrow::Cow;
 use std::fmt;
