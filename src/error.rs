@@ -84,7 +84,9 @@ impl BodyError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProbeError {
-    /// The body is not JSON, not a JSON object, or a tenant field has the wrong type.
+    /// The body is not a JSON object, is malformed at its top level or on a tenant path (values
+    /// off the tenant paths are not validated before authentication), or a tenant field has the
+    /// wrong type.
     #[error("request body is not a valid webhook payload (line {line}, column {column})")]
     InvalidJson {
         /// 1-based line of the error (0 at end of input).

@@ -99,4 +99,20 @@ fn probe_heap_use_does_not_grow_with_the_body() {
         "1 MiB body: {large_bytes} bytes allocated"
     );
     assert_eq!(small_allocs, large_allocs);
+
+    // The probe itself allocates nothing when no key or tenant value on a tenant path holds an
+    // escape (escapes elsewhere are skipped, not decoded).
+    let (found, bytes, allocs) = measure(|| probe(&large).unwrap().is_empty());
+    assert!(!found);
+    assert_eq!((bytes, allocs), (0, 0));
+    // An escaped tenant value is the one copy.
+    let escaped = br#"{"message":{"call":{"assistant\u0049d":"asst\u002d1"}}}"#;
+    let (found, bytes, _) = measure(|| {
+        probe(escaped)
+            .unwrap()
+            .get("message.call.assistantId")
+            .map(str::len)
+    });
+    assert_eq!(found, Some(6));
+    assert!(bytes <= 64, "{bytes} bytes");
 }
