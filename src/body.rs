@@ -58,7 +58,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Request, header};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -112,14 +112,46 @@ where
     if declared > limit as u64 || body.size_hint().lower() > limit as u64 {
         return Err(BodyError::TooLarge { limit });
     }
-    // One frame of `Bytes` (the usual case) is handed over as it is, without a copy.
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => return Err(BodyError::TooLarge { limit }),
-        Err(err) => return Err(BodyError::Read(Arc::from(err))),
-    };
+    let bytes = collect(Limited::new(body, limit)).await.map_err(|err| {
+        match err.is::<LengthLimitError>() {
+            true => BodyError::TooLarge { limit },
+            false => BodyError::Read(Arc::from(err)),
+        }
+    })?;
     parts.extensions.insert(RawBody(bytes.clone()));
     Ok((Request::from_parts(parts, Full::new(bytes.clone())), bytes))
+}
+
+/// The body's data frames as one `Bytes`. One frame of `Bytes` (the usual case) is handed over
+/// as it is: no copy and no allocation; only a body of several frames is copied together.
+async fn collect<B>(body: B) -> Result<Bytes, BoxError>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(mut data) = frame.map_err(Into::into)?.into_data() else {
+            continue; // trailers carry nothing that is signed
+        };
+        let data = data.copy_to_bytes(data.remaining());
+        match (&mut joined, first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(earlier)) => {
+                let mut both = BytesMut::with_capacity(earlier.len() + data.len());
+                both.extend_from_slice(&earlier);
+                both.extend_from_slice(&data);
+                joined = Some(both);
+            }
+        }
+    }
+    Ok(match joined {
+        Some(joined) => joined.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// A parseable `Content-Length`; anything else is left to the counting reader.
