@@ -10,11 +10,15 @@ pub const SCHEMA: &str = "vapi_webhooks";
 const MIGRATE_LOCK_KEY: i64 = 0x7661_7069_5f77_6831; // "vapi_wh1"
 
 /// (version, name, SQL), in order. Never edit an entry once released: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tenants and credentials",
-    include_str!("migrations/0001_tenants_and_credentials.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "tenants and credentials",
+        include_str!("migrations/0001_tenants_and_credentials.sql"),
+    ),
+    // Applied with or without feature `inbox`, so the schema version never depends on features.
+    (2, "inbox", include_str!("migrations/0002_inbox.sql")),
+];
 
 /// Why [`migrate`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -115,13 +119,17 @@ pub async fn grant_store_access(
     .bind(privileges)
     .fetch_one(pool)
     .await?;
-    // Concurrent GRANTs on one object can fail with "tuple concurrently updated": serialise them
-    // under the migration lock.
+    run_grants(pool, &sql).await
+}
+
+/// Runs GRANT statements. Concurrent GRANTs on one object can fail with "tuple concurrently
+/// updated": serialise them under the migration lock.
+pub(crate) async fn run_grants(pool: &PgPool, sql: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATE_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(&sql).execute(&mut *tx).await?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await?;
     tx.commit().await
 }
