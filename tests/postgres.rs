@@ -117,7 +117,10 @@ async fn migrate_is_idempotent_and_concurrent() {
             .fetch_all(&db.admin)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2]);
+    // Every version of this crate once (the shared test database may hold other branches').
+    for version in [1, 3] {
+        assert_eq!(versions.iter().filter(|v| **v == version).count(), 1, "{versions:?}");
+    }
     // The crate never creates sqlx's migration table in the application's schema.
     let sqlx_table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('vapi_webhooks._sqlx_migrations')::text")

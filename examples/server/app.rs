@@ -38,6 +38,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Replay protection (in-process unless a shared store is given).
     pub replay_guard: ReplayGuard,
+    /// Queue reply-less messages in this durable inbox (`--inbox`) instead of handling them
+    /// inline.
+    #[cfg(feature = "inbox")]
+    pub inbox: Option<vapi_webhooks::inbox::Inbox>,
 }
 
 impl Default for Config {
@@ -45,6 +49,8 @@ impl Default for Config {
         Self {
             request_timeout: Duration::from_secs(15),
             replay_guard: ReplayGuard::in_memory(),
+            #[cfg(feature = "inbox")]
+            inbox: None,
         }
     }
 }
@@ -128,6 +134,8 @@ impl Calls {
 struct AppState {
     orgs: Arc<HashMap<OrgId, OrgInfo>>,
     calls: Calls,
+    #[cfg(feature = "inbox")]
+    inbox: Option<vapi_webhooks::inbox::Inbox>,
 }
 
 /// The example application: its router, ready to serve.
@@ -178,26 +186,46 @@ impl App {
         let state = AppState {
             orgs: Arc::new(orgs),
             calls,
+            #[cfg(feature = "inbox")]
+            inbox: config.inbox.clone(),
         };
         let verify = SignatureVerifyLayer::from_shared(secrets).replay_guard(config.replay_guard);
+        // With `--inbox`, queued types are persisted and answered behind the two layers; the
+        // rest reaches `webhook`.
+        #[cfg(feature = "inbox")]
+        let queue = tower::util::option_layer(
+            config
+                .inbox
+                .clone()
+                .map(vapi_webhooks::inbox::InboxLayer::new),
+        );
+        #[cfg(not(feature = "inbox"))]
+        let queue = tower::layer::util::Identity::new();
         // Tenant from the payload: saved assistants, squads and phone numbers.
         let by_payload = ServiceBuilder::new()
             .layer(OrgResolveLayer::from_shared(store.clone()))
-            .layer(verify.clone());
+            .layer(verify.clone())
+            .layer(queue.clone());
         // Tenant from the URL: transient assistants and squads carry no id.
         let by_slug = ServiceBuilder::new()
             .layer(
                 OrgResolveLayer::from_shared(store)
                     .locator(TenantLocator::path_after(format!("{WEBHOOK_PATH}/"))),
             )
-            .layer(verify);
+            .layer(verify)
+            .layer(queue);
         let router = Router::new()
             .route(WEBHOOK_PATH, post(webhook).layer(by_payload))
             .route(
                 &format!("{WEBHOOK_PATH}/{{slug}}"),
                 post(webhook).layer(by_slug),
             )
-            .route("/api/calls", get(list_calls))
+            .route("/api/calls", get(list_calls));
+        #[cfg(feature = "inbox")]
+        let router = router
+            .route("/api/deliveries", get(list_deliveries))
+            .route("/api/deliveries/{id}/retry", post(retry_delivery));
+        let router = router
             .route("/healthz", get(|| async { "ok" }))
             .with_state(state)
             .layer(
@@ -316,14 +344,56 @@ async fn webhook(
     }
 }
 
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({ "error": "unauthorized" })),
+    )
+        .into_response()
+}
+
+/// The inbox of `--inbox`, or the answer when it is off.
+#[cfg(feature = "inbox")]
+fn inbox_of(state: &AppState) -> Result<&vapi_webhooks::inbox::Inbox, Response> {
+    state.inbox.as_ref().ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({ "error": "the inbox is off (start with --inbox)" })),
+        )
+            .into_response()
+    })
+}
+
+#[cfg(feature = "inbox")]
+async fn list_deliveries(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(org) = api_key_org(&state, &headers) else {
+        return unauthorized();
+    };
+    match inbox_of(&state) {
+        Ok(inbox) => crate::inbox::deliveries(inbox, org).await,
+        Err(res) => res,
+    }
+}
+
+#[cfg(feature = "inbox")]
+async fn retry_delivery(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(org) = api_key_org(&state, &headers) else {
+        return unauthorized();
+    };
+    match inbox_of(&state) {
+        Ok(inbox) => crate::inbox::retry(inbox, org, &id).await,
+        Err(res) => res,
+    }
+}
+
 async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(org) = api_key_org(&state, &headers) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(serde_json::json!({ "error": "unauthorized" })),
-        )
-            .into_response();
+        return unauthorized();
     };
     match state.calls.list(org).await {
         Ok(calls) => axum::Json(calls).into_response(),
@@ -351,7 +421,7 @@ fn api_key_org(state: &AppState, headers: &HeaderMap) -> Option<OrgId> {
     found
 }
 
-fn unavailable() -> Response {
+pub fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "5")],

@@ -16,8 +16,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenants and credentials",
         include_str!("migrations/0001_tenants_and_credentials.sql"),
     ),
-    // Applied with or without feature `inbox`, so the schema version never depends on features.
-    (2, "inbox", include_str!("migrations/0002_inbox.sql")),
+    // Version 2 is `workflow tenant keys` on main. Applied with or without feature `inbox`, so
+    // the schema never depends on features.
+    (3, "inbox", include_str!("migrations/0003_inbox.sql")),
 ];
 
 /// Why [`migrate`] failed.
@@ -62,18 +63,21 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     )
     .execute(&mut *tx)
     .await?;
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(max(version), 0) FROM vapi_webhooks.schema_migrations")
-            .fetch_one(&mut *tx)
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM vapi_webhooks.schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
             .await?;
+    let newest = applied.last().copied().unwrap_or(0);
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    if applied > known {
+    if newest > known {
         return Err(MigrateError::NewerSchema {
-            found: applied,
+            found: newest,
             known,
         });
     }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+    // Every version not yet applied, not only those above the newest: branches that each
+    // added a migration then merge without skipping one.
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO vapi_webhooks.schema_migrations (version, name) VALUES ($1, $2)")
             .bind(version)
