@@ -119,7 +119,11 @@ async fn migrate_is_idempotent_and_concurrent() {
             .unwrap();
     // Every version of this crate once (the shared test database may hold other branches').
     for version in [1, 3] {
-        assert_eq!(versions.iter().filter(|v| **v == version).count(), 1, "{versions:?}");
+        assert_eq!(
+            versions.iter().filter(|v| **v == version).count(),
+            1,
+            "{versions:?}"
+        );
     }
     // The crate never creates sqlx's migration table in the application's schema.
     let sqlx_table: Option<String> =

@@ -186,10 +186,11 @@ impl InboxHandler for ReportHandler {
     }
 }
 
-/// A uniform number in [0, 1), from a v4 UUID's random bits.
+/// A uniform number in [0, 1), from a v4 UUID's last 48 bits (all random; the version and
+/// variant bits are elsewhere).
 fn random_fraction() -> f64 {
-    let bits = uuid::Uuid::new_v4().as_u128() as u64 >> 11;
-    bits as f64 / (1u64 << 53) as f64
+    let bits = uuid::Uuid::new_v4().as_u128() & ((1 << 48) - 1);
+    bits as f64 / (1u64 << 48) as f64
 }
 
 /// One line of `GET /api/deliveries`.
@@ -253,7 +254,9 @@ pub async fn retry(inbox: &Inbox, org: OrgId, id: &str) -> Response {
             .into_response(),
         Ok(Redrive::NotDead(status)) => (
             StatusCode::CONFLICT,
-            axum::Json(serde_json::json!({ "error": format!("the delivery is {status}, not dead") })),
+            axum::Json(
+                serde_json::json!({ "error": format!("the delivery is {status}, not dead") }),
+            ),
         )
             .into_response(),
         Ok(Redrive::NotFound) => not_found(),

@@ -21,12 +21,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
-mod app;
+// `pub(crate)`: tests/inbox.rs includes this file and runs the server from it.
+pub(crate) mod app;
 #[cfg(feature = "inbox")]
-mod inbox;
+pub(crate) mod inbox;
 #[cfg(feature = "postgres")]
-mod pg;
-mod tenants;
+pub(crate) mod pg;
+pub(crate) mod tenants;
 
 const DEFAULT_TENANTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tenants.toml");
 
@@ -211,9 +212,9 @@ async fn build(args: &Args) -> Result<(app::App, Option<RunWorkers>), String> {
             };
             let inbox = inbox::connect(url, key, backend.calls.pool().clone(), &options).await?;
             config.inbox = Some(inbox.inbox);
-            workers = inbox.worker.map(|worker| -> RunWorkers {
-                Box::new(move |stop| Box::pin(worker.run(stop)))
-            });
+            workers = inbox
+                .worker
+                .map(|worker| -> RunWorkers { Box::new(move |stop| Box::pin(worker.run(stop))) });
         }
         let store = backend.store;
         let app = app::App::new(

@@ -137,7 +137,8 @@ where
                 return Box::pin(async move { Ok(res) });
             }
         };
-        let queued = message_type(raw.as_bytes()).is_some_and(|t| self.inbox.policy().is_queued(&t));
+        let queued =
+            message_type(raw.as_bytes()).is_some_and(|t| self.inbox.policy().is_queued(&t));
         if !queued {
             // Swap in the clone that was driven to readiness (tower's usual pattern).
             let clone = self.inner.clone();

@@ -149,7 +149,7 @@ pub enum Redrive {
 #[non_exhaustive]
 pub enum InboxError {
     /// The database failed.
-    #[error("inbox database error for org {org}")]
+    #[error("inbox database error for org {org}: {source}")]
     Database {
         /// The organisation.
         org: OrgId,
@@ -158,7 +158,7 @@ pub enum InboxError {
         source: sqlx::Error,
     },
     /// A database failure outside any one org (claiming, purging).
-    #[error("inbox database error")]
+    #[error("inbox database error: {0}")]
     Backend(#[from] sqlx::Error),
 }
 
@@ -366,8 +366,7 @@ impl Inbox {
                 .map_err(InboxError::db(org))?;
                 sqlx::query(
                     "INSERT INTO vapi_webhooks.inbox_queue (id, org_id) \
-                     VALUES ($1, NULLIF(current_setting('app.org_id', true), '')::uuid) \
-                     ON CONFLICT (id) DO NOTHING",
+                     VALUES ($1, NULLIF(current_setting('app.org_id', true), '')::uuid)",
                 )
                 .bind(id.0)
                 .execute(&mut *tx)
@@ -526,11 +525,7 @@ impl Inbox {
                 .ok_or("the body does not decrypt (wrong key, or not this org's entry)"),
         };
         Ok(Some(Loaded {
-            context: OrgContext::new(
-                claim.org,
-                tenant_key(&kind, value),
-                key_source(&source),
-            ),
+            context: OrgContext::new(claim.org, tenant_key(&kind, value), key_source(&source)),
             body,
             received_at: row.try_get("received_at")?,
         }))
@@ -577,11 +572,11 @@ impl Inbox {
             .bind(claim.id.0)
             .bind(claim.token)
             .bind(delay.as_secs_f64()),
-            None => sqlx::query(
-                "DELETE FROM vapi_webhooks.inbox_queue WHERE id = $1 AND token = $2",
-            )
-            .bind(claim.id.0)
-            .bind(claim.token),
+            None => {
+                sqlx::query("DELETE FROM vapi_webhooks.inbox_queue WHERE id = $1 AND token = $2")
+                    .bind(claim.id.0)
+                    .bind(claim.token)
+            }
         }
         .execute(&mut *tx)
         .await

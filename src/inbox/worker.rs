@@ -303,7 +303,9 @@ impl<H: InboxHandler> Worker<H> {
 
     async fn attempt(&self, claim: &Claim) -> Result<Outcome, Failure> {
         let db = |err: sqlx::Error| Failure::transient(format!("database error: {err}"));
-        let mut tx = begin_org_tx(self.inbox.pool(), claim.org).await.map_err(db)?;
+        let mut tx = begin_org_tx(self.inbox.pool(), claim.org)
+            .await
+            .map_err(db)?;
         let Some(loaded) = self.inbox.load(&mut tx, claim).await.map_err(db)? else {
             return Ok(Outcome::Lost);
         };
