@@ -4,12 +4,12 @@
 //! cargo run --release --example loadgen -- --count 30000 --out /tmp/requests.tsv
 //! ```
 //!
-//! Each request is a tool-calls message (three in four) or an end-of-call report (the bundled
-//! vapi4k fixtures) with its own call id and tool call ids, for each organisation of the
-//! tenants file in turn, signed with the organisation's first active credential. An
-//! organisation is addressed by its first phone number or assistant in the payload
-//! (`POST /api/webhooks/vapi`) and, every other time or when it has neither, by its first slug
-//! (`POST /api/webhooks/vapi/{slug}`). The example server's replay guard accepts each delivery
+//! Each request is a tool-calls message (three in four; none with `--reports-only`) or an
+//! end-of-call report (the bundled vapi4k fixtures) with its own call id and tool call ids, for
+//! each organisation of the tenants file in turn, signed with the organisation's first active
+//! credential. An organisation is addressed by its first phone number or assistant in the
+//! payload (`POST /api/webhooks/vapi`) and, every other time or when it has neither, by its
+//! first slug (`POST /api/webhooks/vapi/{slug}`). The example server's replay guard accepts each delivery
 //! once, so every line is unique; signatures are valid for ±300 s from when this runs.
 //!
 //! One request per line, tab-separated: the path, then `name: value` headers, then the body
@@ -50,6 +50,9 @@ struct Args {
     /// Where to write the requests.
     #[arg(long)]
     out: PathBuf,
+    /// Only end-of-call reports (what the server's `--inbox` queues).
+    #[arg(long)]
+    reports_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -111,7 +114,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let round = i / targets.len();
         per_org[t] += 1;
 
-        let mut body = if i % 4 == 3 {
+        let mut body = if args.reports_only || i % 4 == 3 {
             end_of_call.clone()
         } else {
             tool_calls.clone()

@@ -3,6 +3,12 @@
 # every organisation of the tenants file, over loopback, with wrk.
 #
 #   scripts/load.sh [-d SECONDS] [-n REQUESTS] [-c CONNECTIONS] [-t THREADS] [--tenants FILE]
+#                   [--inbox [--workers N]]
+#
+# --inbox: end-of-call reports only, through the server's durable inbox on Postgres
+# (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test; a scratch database is created
+# on that server and dropped afterwards). Also prints how fast the workers (N, default 2, in the
+# same process) stored them.
 #
 # Prints requests/s, p50/p99 latency, the non-2xx count and the server's peak RSS (VmHWM).
 # The run ends after SECONDS (default 20) or once the REQUESTS distinct requests (default
@@ -18,8 +24,10 @@ count=90000
 connections=16
 threads=1
 tenants=examples/tenants.toml
+inbox=0
+workers=2
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -d|--duration) duration="$2"; shift 2 ;;
@@ -27,6 +35,8 @@ while [[ $# -gt 0 ]]; do
     -c|--connections) connections="$2"; shift 2 ;;
     -t|--threads) threads="$2"; shift 2 ;;
     --tenants) tenants="$2"; shift 2 ;;
+    --inbox) inbox=1; shift ;;
+    --workers) workers="$2"; shift 2 ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -41,7 +51,22 @@ if ! command -v wrk >/dev/null; then
 fi
 
 echo "==> building the example server and the request generator (release)" >&2
-cargo build --release --quiet --example server --example loadgen
+server_args=(--tenants "$tenants" --listen 127.0.0.1:0)
+loadgen_args=()
+if [[ $inbox -eq 1 ]]; then
+  cargo build --release --quiet --features inbox --example server --example loadgen
+  database_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+  scratch="vapi_load_$$"
+  psql -qX "$database_url" -c "CREATE DATABASE $scratch" >/dev/null
+  # Same server and credentials, the scratch database.
+  base="${database_url%%\?*}"
+  query="${database_url#"$base"}"
+  scratch_url="${base%/*}/$scratch$query"
+  server_args+=(--database-url "$scratch_url" --inbox --workers "$workers")
+  loadgen_args+=(--reports-only)
+else
+  cargo build --release --quiet --example server --example loadgen
+fi
 
 work="$(mktemp -d)"
 server_pid=""
@@ -51,12 +76,15 @@ cleanup() {
     wait "$server_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
+  if [[ -n "${scratch:-}" ]]; then
+    psql -qX "$database_url" -c "DROP DATABASE IF EXISTS $scratch WITH (FORCE)" >/dev/null || true
+  fi
 }
 trap cleanup EXIT INT TERM
 
 # The binary itself, not `cargo run`, so that the PID (and its VmHWM) is the server's.
-RUST_LOG="${RUST_LOG:-warn}" target/release/examples/server \
-  --tenants "$tenants" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+RUST_LOG="${RUST_LOG:-warn}" target/release/examples/server "${server_args[@]}" \
+  >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 url=""
 for _ in $(seq 1 100); do
@@ -75,7 +103,8 @@ if [[ -z "$url" ]]; then
 fi
 
 echo "==> signing $count distinct requests" >&2
-target/release/examples/loadgen --tenants "$tenants" --count "$count" --out "$work/requests.tsv"
+target/release/examples/loadgen --tenants "$tenants" --count "$count" --out "$work/requests.tsv" \
+  ${loadgen_args[@]+"${loadgen_args[@]}"}
 
 echo "==> wrk: ${duration}s, $connections connections, $threads thread(s), $url" >&2
 LOAD_REQUESTS="$work/requests.tsv" wrk --threads "$threads" --connections "$connections" \
@@ -83,3 +112,25 @@ LOAD_REQUESTS="$work/requests.tsv" wrk --threads "$threads" --connections "$conn
   | sed -n '/^requests /,$p'
 
 awk '/^VmHWM:/ {printf "server peak RSS %.1f MiB (VmHWM)\n", $2 / 1024}' "/proc/$server_pid/status"
+
+if [[ $inbox -eq 1 ]]; then
+  echo "==> waiting for the workers to store every accepted report" >&2
+  count_sql="SELECT count(*) FILTER (WHERE status NOT IN ('done', 'dead')) FROM vapi_webhooks.inbox"
+  for _ in $(seq 1 600); do
+    left="$(psql -qXtA "$scratch_url" -c "$count_sql")"
+    [[ "$left" == "0" ]] && break
+    sleep 1
+  done
+  psql -qXtA -F ' ' "$scratch_url" -c "
+    SELECT count(*) FILTER (WHERE status = 'done'),
+           count(*) FILTER (WHERE status <> 'done'),
+           round(extract(epoch FROM max(finished_at) - min(received_at))::numeric, 2),
+           round(count(*) FILTER (WHERE status = 'done')
+                 / greatest(extract(epoch FROM max(finished_at) - min(received_at)), 0.001)::numeric)
+    FROM vapi_webhooks.inbox" | {
+    read -r done other seconds rate
+    printf 'inbox           %s stored by %s worker(s), %s not done; first accepted to last stored %s s\n' \
+      "$done" "$workers" "$other" "$seconds"
+    printf 'processing      %s reports/s (while accepting, then draining)\n' "$rate"
+  }
+fi
