@@ -3,12 +3,12 @@
 # every organisation of the tenants file, over loopback, with wrk.
 #
 #   scripts/load.sh [-d SECONDS] [-n REQUESTS] [-c CONNECTIONS] [-t THREADS] [--tenants FILE]
-#                   [--inbox [--workers N]]
+#                   [--inbox [--workers N] [--async-commit]]
 #
 # --inbox: end-of-call reports only, through the server's durable inbox on Postgres
 # (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test; a scratch database is created
 # on that server and dropped afterwards). Also prints how fast the workers (N, default 2, in the
-# same process) stored them.
+# same process) stored them; --async-commit passes the server's flag of that name.
 #
 # Prints requests/s, p50/p99 latency, the non-2xx count and the server's peak RSS (VmHWM).
 # The run ends after SECONDS (default 20) or once the REQUESTS distinct requests (default
@@ -26,6 +26,7 @@ threads=1
 tenants=examples/tenants.toml
 inbox=0
 workers=2
+async_commit=0
 
 usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
@@ -37,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --tenants) tenants="$2"; shift 2 ;;
     --inbox) inbox=1; shift ;;
     --workers) workers="$2"; shift 2 ;;
+    --async-commit) async_commit=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -63,6 +65,7 @@ if [[ $inbox -eq 1 ]]; then
   query="${database_url#"$base"}"
   scratch_url="${base%/*}/$scratch$query"
   server_args+=(--database-url "$scratch_url" --inbox --workers "$workers")
+  [[ $async_commit -eq 1 ]] && server_args+=(--async-commit)
   loadgen_args+=(--reports-only)
 else
   cargo build --release --quiet --example server --example loadgen

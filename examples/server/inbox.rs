@@ -55,6 +55,7 @@ pub struct Options {
     pub handler_failure_rate: f64,
     pub lease: Duration,
     pub retry_base: Duration,
+    pub async_commit: bool,
 }
 
 /// The request side's inbox, and the workers to run (none with `--workers 0`).
@@ -121,6 +122,7 @@ pub async fn connect(
     .concurrency(options.workers)
     .max_attempts(options.max_attempts)
     .lease(options.lease)
+    .async_commit(options.async_commit)
     .backoff(Backoff {
         base: options.retry_base,
         max: options.retry_base.saturating_mul(64),

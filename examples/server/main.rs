@@ -81,6 +81,11 @@ struct Args {
     #[cfg(feature = "inbox")]
     #[arg(long, default_value_t = 1_000)]
     retry_base_ms: u64,
+    /// Commit each processed entry without waiting for the disk (see `Worker::async_commit`:
+    /// database effects stay exactly once).
+    #[cfg(feature = "inbox")]
+    #[arg(long)]
+    async_commit: bool,
 }
 
 /// Used when no encryption key is given: fine for a demo, never for production.
@@ -209,6 +214,7 @@ async fn build(args: &Args) -> Result<(app::App, Option<RunWorkers>), String> {
                 handler_failure_rate: args.handler_failure_rate,
                 lease: Duration::from_millis(args.inbox_lease_ms),
                 retry_base: Duration::from_millis(args.retry_base_ms),
+                async_commit: args.async_commit,
             };
             let inbox = inbox::connect(url, key, backend.calls.pool().clone(), &options).await?;
             config.inbox = Some(inbox.inbox);
