@@ -353,16 +353,14 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// The inbox of `--inbox`, or the answer when it is off.
+/// The answer of the deliveries routes without `--inbox`.
 #[cfg(feature = "inbox")]
-fn inbox_of(state: &AppState) -> Result<&vapi_webhooks::inbox::Inbox, Response> {
-    state.inbox.as_ref().ok_or_else(|| {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({ "error": "the inbox is off (start with --inbox)" })),
-        )
-            .into_response()
-    })
+fn inbox_off() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "the inbox is off (start with --inbox)" })),
+    )
+        .into_response()
 }
 
 #[cfg(feature = "inbox")]
@@ -370,9 +368,9 @@ async fn list_deliveries(State(state): State<AppState>, headers: HeaderMap) -> R
     let Some(org) = api_key_org(&state, &headers) else {
         return unauthorized();
     };
-    match inbox_of(&state) {
-        Ok(inbox) => crate::inbox::deliveries(inbox, org).await,
-        Err(res) => res,
+    match &state.inbox {
+        Some(inbox) => crate::inbox::deliveries(inbox, org).await,
+        None => inbox_off(),
     }
 }
 
@@ -385,9 +383,9 @@ async fn retry_delivery(
     let Some(org) = api_key_org(&state, &headers) else {
         return unauthorized();
     };
-    match inbox_of(&state) {
-        Ok(inbox) => crate::inbox::retry(inbox, org, &id).await,
-        Err(res) => res,
+    match &state.inbox {
+        Some(inbox) => crate::inbox::retry(inbox, org, &id).await,
+        None => inbox_off(),
     }
 }
 

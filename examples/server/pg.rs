@@ -224,6 +224,7 @@ pub fn pg_text(value: Option<&str>) -> Option<String> {
 
 impl PgCalls {
     /// The pool (as the request role).
+    #[cfg(feature = "inbox")]
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
