@@ -147,7 +147,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             err,
             MigrateError::NewerSchema {
                 found: 99,
-                known: 1
+                known: 3
             }
         ),
         "{err:?}"
