@@ -319,6 +319,62 @@ async fn request_role_reads_only_its_org_and_bodies_are_encrypted() {
     assert!(error.contains("does not decrypt"), "{error}");
     assert!(!error.contains(&marker));
 
+    // The request role may insert into the queue: a row naming B's (dead) entry under A runs
+    // nothing, is dropped, and B's entry stays as it was.
+    sqlx::query("INSERT INTO vapi_webhooks.inbox_queue (id, org_id) VALUES ($1, $2)")
+        .bind(entry_b.as_uuid())
+        .bind(a.as_uuid())
+        .execute(&app)
+        .await
+        .unwrap();
+    let worker = Worker::new(
+        inbox.with_pool(worker_pool.clone()),
+        Recorder {
+            seen: seen.clone(),
+            delay: Duration::ZERO,
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    wait_until(Duration::from_secs(20), || async {
+        let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM vapi_webhooks.inbox_queue")
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
+        queued == 0
+    })
+    .await;
+    let _ = stop.send(());
+    run.await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(
+        inbox.deliveries(b, 10).await.unwrap()[0].status,
+        Status::Dead
+    );
+
+    // Purging finished entries needs the worker role; both entries are finished.
+    assert!(inbox.purge_finished(Duration::ZERO).await.is_err());
+    assert_eq!(
+        inbox
+            .with_pool(worker_pool.clone())
+            .purge_finished(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "nothing finished an hour ago"
+    );
+    assert_eq!(
+        inbox
+            .with_pool(worker_pool)
+            .purge_finished(Duration::ZERO)
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(inbox.deliveries(a, 10).await.unwrap().is_empty());
+
     db.drop_database(&parent).await;
 }
 

@@ -202,6 +202,17 @@ pub(crate) struct Claim {
     pub(crate) attempt: u32,
 }
 
+/// What [`Inbox::load`] found.
+pub(crate) enum Load {
+    /// The entry, to run.
+    Entry(Loaded),
+    /// The claim was lost: its lease expired and another worker took it.
+    Lost,
+    /// The queue named nothing runnable (finished, or not this org's): its row is deleted in
+    /// the transaction, which the caller commits.
+    Stale,
+}
+
 /// A claimed entry's content, read inside the processing transaction.
 pub(crate) struct Loaded {
     pub(crate) context: OrgContext,
@@ -499,27 +510,38 @@ impl Inbox {
     }
 
     /// Inside the processing transaction: locks the claim (so nobody else can take it while
-    /// the handler runs) and reads the entry. `None`: the claim was lost (its lease expired and
-    /// another worker took it) or the entry is already finished.
+    /// the handler runs) and reads the entry.
     pub(crate) async fn load(
         &self,
         conn: &mut PgConnection,
         claim: &Claim,
-    ) -> Result<Option<Loaded>, sqlx::Error> {
+    ) -> Result<Load, sqlx::Error> {
+        // LEFT JOIN: under RLS, a queue row that names an entry of another org (or a finished
+        // one) finds nothing to run, and is dropped rather than claimed again forever.
         let row = sqlx::query(
             "SELECT i.status, i.tenant_key_kind, i.tenant_key, i.key_source, i.received_at, \
                     i.body_ciphertext, i.body_nonce, i.key_id \
-             FROM vapi_webhooks.inbox_queue q JOIN vapi_webhooks.inbox i ON i.id = q.id \
+             FROM vapi_webhooks.inbox_queue q LEFT JOIN vapi_webhooks.inbox i ON i.id = q.id \
              WHERE q.id = $1 AND q.token = $2 FOR UPDATE OF q",
         )
         .bind(claim.id.0)
         .bind(claim.token)
         .fetch_optional(&mut *conn)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let status: String = row.try_get("status")?;
-        if matches!(Status::parse(&status), Some(Status::Done | Status::Dead)) {
-            return Ok(None);
+        let Some(row) = row else {
+            return Ok(Load::Lost);
+        };
+        let status: Option<String> = row.try_get("status")?;
+        if !matches!(
+            status.as_deref().and_then(Status::parse),
+            Some(Status::Pending | Status::Processing)
+        ) {
+            sqlx::query("DELETE FROM vapi_webhooks.inbox_queue WHERE id = $1 AND token = $2")
+                .bind(claim.id.0)
+                .bind(claim.token)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(Load::Stale);
         }
         let kind: String = row.try_get("tenant_key_kind")?;
         let value: String = row.try_get("tenant_key")?;
@@ -533,7 +555,7 @@ impl Inbox {
                 .decrypt_bound(BODY_LABEL, &claim.org, &claim.id.0, &nonce, &ciphertext)
                 .ok_or("the body does not decrypt (wrong key, or not this org's entry)"),
         };
-        Ok(Some(Loaded {
+        Ok(Load::Entry(Loaded {
             context: OrgContext::new(claim.org, tenant_key(&kind, value), key_source(&source)),
             body,
             received_at: row.try_get("received_at")?,

@@ -10,7 +10,7 @@ use rand::Rng;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::store::{Claim, EntryId, Inbox};
+use super::store::{Claim, EntryId, Inbox, Load};
 use crate::org::OrgContext;
 use crate::postgres::{OrgTx, begin_org_tx};
 use crate::vapi::ServerMessage;
@@ -294,6 +294,10 @@ impl<H: InboxHandler> Worker<H> {
             Ok(Outcome::Lost) => {
                 tracing::info!(org = %org, entry = %id, "inbox: claim lost to another worker");
             }
+            Ok(Outcome::Stale) => {
+                tracing::warn!(org = %org, entry = %id,
+                    "inbox: dropped a queue row that names no runnable entry of its org");
+            }
             Err(Failure { message, permanent }) => {
                 self.record_failure(claim, &message, permanent).await;
             }
@@ -327,8 +331,13 @@ impl<H: InboxHandler> Worker<H> {
                 .await
                 .map_err(db)?;
         }
-        let Some(loaded) = self.inbox.load(&mut tx, claim).await.map_err(db)? else {
-            return Ok(Outcome::Lost);
+        let loaded = match self.inbox.load(&mut tx, claim).await.map_err(db)? {
+            Load::Entry(loaded) => loaded,
+            Load::Lost => return Ok(Outcome::Lost),
+            Load::Stale => {
+                tx.commit().await.map_err(db)?;
+                return Ok(Outcome::Stale);
+            }
         };
         let body = loaded.body.map_err(Failure::transient)?;
         let message = ServerMessage::from_slice(&body).map_err(|err| Failure {
@@ -359,6 +368,7 @@ impl<H: InboxHandler> Worker<H> {
 enum Outcome {
     Done,
     Lost,
+    Stale,
 }
 
 struct Failure {
