@@ -51,3 +51,12 @@ CREATE TABLE vapi_webhooks.inbox_orgs (
     org_id         uuid        PRIMARY KEY,
     last_served_at timestamptz NOT NULL
 );
+
+-- A queue's head is all dead rows (every claim updates one, every completion deletes one) and
+-- each claim scans past them: vacuum these small tables early and without throttling.
+ALTER TABLE vapi_webhooks.inbox_queue SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0, fillfactor = 70);
+ALTER TABLE vapi_webhooks.inbox_orgs SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_cost_delay = 0, fillfactor = 50);
