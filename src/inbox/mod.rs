@@ -30,6 +30,21 @@
 //!   worker role ([`grant_inbox_access`]); [`RoleCheck::inbox`](crate::postgres::RoleCheck::inbox)
 //!   checks both at startup.
 //!
+//! # Operating it
+//!
+//! * **Delivery key**: [`delivery_key`] (SHA-256 of org and body as received) is the one place
+//!   that decides what counts as the same delivery.
+//! * **Vacuum**: every claim updates a queue row and every completion deletes one, so the
+//!   queue's head is dead rows until vacuumed. Migration 3 gives the queue tables aggressive
+//!   per-table autovacuum settings; with autovacuum off, claims slow down as dead rows pile up.
+//! * **Retention**: [`Inbox::purge_finished`] forgets finished entries, and with them their
+//!   delivery keys: keep the retention longer than any replay you want refused (signed
+//!   timestamps outside the verifier's tolerance are refused anyway).
+//! * **Key rotation**: each body records its key id; give the old key with
+//!   [`Inbox::with_previous_key`] until every entry under it is finished and purged
+//!   ([`rotate_encryption_key`](crate::postgres::rotate_encryption_key) re-encrypts credentials
+//!   only).
+//!
 //! # Example
 //!
 //! ```no_run

@@ -397,6 +397,9 @@ impl Inbox {
 
     /// Deletes done and dead entries that finished more than `retention` ago, in every org that
     /// workers have served; returns how many. Needs [`InboxAccess::Work`](crate::inbox::InboxAccess::Work).
+    ///
+    /// A purged entry's delivery key is forgotten: the same delivery arriving again would be
+    /// a new entry, so keep `retention` longer than any replay that could still verify.
     pub async fn purge_finished(&self, retention: Duration) -> Result<u64, InboxError> {
         let orgs: Vec<Uuid> =
             sqlx::query_scalar("SELECT org_id FROM vapi_webhooks.inbox_orgs ORDER BY org_id")
