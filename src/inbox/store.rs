@@ -40,9 +40,7 @@ impl EntryId {
     }
 
     fn random() -> Self {
-        let mut bytes = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-        Self(uuid::Builder::from_random_bytes(bytes).into_uuid())
+        Self(random_uuid())
     }
 }
 
@@ -457,7 +455,7 @@ impl Inbox {
     }
 
     async fn claim_in(&self, org: OrgId, lease: Duration) -> Result<Option<Claim>, InboxError> {
-        let token = Uuid::new_v4();
+        let token = random_uuid();
         let mut tx = self.pool.begin().await.map_err(InboxError::db(org))?;
         let row: Option<(Uuid, i32)> = sqlx::query_as(
             "WITH ready AS ( \
@@ -696,6 +694,13 @@ pub fn delivery_key(verified: &Verified, org: &OrgContext, body: &[u8]) -> [u8; 
     hash.update(org.org_id.as_uuid().as_bytes());
     hash.update(body);
     hash.finalize().into()
+}
+
+/// A random (v4) UUID from the operating system's CSPRNG.
+fn random_uuid() -> Uuid {
+    let mut bytes = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
 /// Postgres `text` refuses NUL; an authentic message must never fail on its content.
