@@ -426,10 +426,15 @@ impl Inbox {
         Ok(purged)
     }
 
-    /// Claims the next ready entry, fairly between orgs: the org served least recently that
-    /// has a ready entry goes first, then its oldest ready entry. The attempt is counted here,
-    /// in its own committed transaction, so a worker that dies mid-entry still used it up.
-    pub(crate) async fn claim(&self, lease: Duration) -> Result<Option<Claim>, InboxError> {
+    /// Claims up to `batch` ready entries of one org, fairly between orgs: the org served least
+    /// recently that has a ready entry goes first, then its oldest ready entries. The attempts
+    /// are counted here, in their own committed transaction, so a worker that dies mid-entry
+    /// still used its attempt up. Empty: nothing is ready.
+    pub(crate) async fn claim(
+        &self,
+        lease: Duration,
+        batch: u32,
+    ) -> Result<Vec<Claim>, InboxError> {
         let candidates: Vec<Uuid> = sqlx::query_scalar(
             "WITH RECURSIVE orgs(org_id) AS ( \
                  (SELECT org_id FROM vapi_webhooks.inbox_queue ORDER BY org_id LIMIT 1) \
@@ -447,42 +452,50 @@ impl Inbox {
         .fetch_all(&self.pool)
         .await?;
         for org in candidates.into_iter().map(OrgId::new) {
-            if let Some(claim) = self.claim_in(org, lease).await? {
-                return Ok(Some(claim));
+            let claims = self.claim_in(org, lease, batch).await?;
+            if !claims.is_empty() {
+                return Ok(claims);
             }
         }
-        Ok(None)
+        Ok(Vec::new())
     }
 
-    async fn claim_in(&self, org: OrgId, lease: Duration) -> Result<Option<Claim>, InboxError> {
+    async fn claim_in(
+        &self,
+        org: OrgId,
+        lease: Duration,
+        batch: u32,
+    ) -> Result<Vec<Claim>, InboxError> {
         let token = random_uuid();
         let mut tx = self.pool.begin().await.map_err(InboxError::db(org))?;
-        let row: Option<(Uuid, i32)> = sqlx::query_as(
+        let rows: Vec<(Uuid, i32)> = sqlx::query_as(
             "WITH ready AS ( \
                  SELECT id FROM vapi_webhooks.inbox_queue \
                  WHERE org_id = $1 AND run_after <= now() \
                    AND (lease_until IS NULL OR lease_until < now()) \
-                 ORDER BY run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED), \
+                 ORDER BY run_after, seq LIMIT $4 FOR UPDATE SKIP LOCKED), \
              claimed AS ( \
                  UPDATE vapi_webhooks.inbox_queue q \
                  SET attempts = q.attempts + 1, token = $2, \
                      lease_until = now() + make_interval(secs => $3) \
-                 FROM ready WHERE q.id = ready.id RETURNING q.id, q.attempts), \
+                 FROM ready WHERE q.id = ready.id \
+                 RETURNING q.id, q.attempts, q.run_after, q.seq), \
              served AS ( \
                  INSERT INTO vapi_webhooks.inbox_orgs (org_id, last_served_at) \
-                 SELECT $1, clock_timestamp() FROM claimed \
+                 SELECT $1, clock_timestamp() WHERE EXISTS (SELECT 1 FROM claimed) \
                  ON CONFLICT (org_id) DO UPDATE SET last_served_at = EXCLUDED.last_served_at) \
-             SELECT id, attempts FROM claimed",
+             SELECT id, attempts FROM claimed ORDER BY run_after, seq",
         )
         .bind(org.as_uuid())
         .bind(token)
         .bind(lease.as_secs_f64())
-        .fetch_optional(&mut *tx)
+        .bind(i64::from(batch.max(1)))
+        .fetch_all(&mut *tx)
         .await
         .map_err(InboxError::db(org))?;
-        let Some((id, attempts)) = row else {
-            return Ok(None);
-        };
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         // The org scope for the log's row, and the claim's commit without a disk sync (see
         // `bookkeeping_commit`), in one round trip.
         sqlx::query(
@@ -493,21 +506,26 @@ impl Inbox {
         .execute(&mut *tx)
         .await
         .map_err(InboxError::db(org))?;
+        let (ids, attempts): (Vec<Uuid>, Vec<i32>) = rows.iter().copied().unzip();
         sqlx::query(
-            "UPDATE vapi_webhooks.inbox SET status = 'processing', attempts = $2 WHERE id = $1",
+            "UPDATE vapi_webhooks.inbox i SET status = 'processing', attempts = c.attempts \
+             FROM unnest($1::uuid[], $2::int4[]) AS c(id, attempts) WHERE i.id = c.id",
         )
-        .bind(id)
-        .bind(attempts)
+        .bind(&ids)
+        .bind(&attempts)
         .execute(&mut *tx)
         .await
         .map_err(InboxError::db(org))?;
         tx.commit().await.map_err(InboxError::db(org))?;
-        Ok(Some(Claim {
-            id: EntryId(id),
-            org,
-            token,
-            attempt: attempts.max(0) as u32,
-        }))
+        Ok(rows
+            .into_iter()
+            .map(|(id, attempts)| Claim {
+                id: EntryId(id),
+                org,
+                token,
+                attempt: attempts.max(0) as u32,
+            })
+            .collect())
     }
 
     /// Inside the processing transaction: locks the claim (so nobody else can take it while
