@@ -177,7 +177,9 @@ impl<H: InboxHandler> Worker<H> {
 
     /// Entries of one org a worker claims at once (default 4; at least 1). Each still runs in
     /// its own transaction; claiming several saves a round of claim queries per entry. Another
-    /// org's new entry waits for at most this many entries per busy worker.
+    /// org's new entry waits for at most this many entries per busy worker. A worker that dies
+    /// also uses up the attempt of the entries it had claimed but not started: with
+    /// `max_attempts(1)`, use `batch(1)`.
     pub fn batch(mut self, n: u32) -> Self {
         self.batch = n.max(1);
         self
