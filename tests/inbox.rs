@@ -46,7 +46,8 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/vapi/vapi4k_endOfCallReportRequest.json"
 );
 
-type TestFn = fn() -> Pin<Box<dyn Future<Output = ()>>>;
+/// A test: `false` when it skipped (no database).
+type TestFn = fn() -> Pin<Box<dyn Future<Output = bool>>>;
 
 const TESTS: &[(&str, TestFn)] = &[
     (
@@ -97,6 +98,7 @@ fn main() -> ExitCode {
         .iter()
         .filter(|(name, _)| filter.is_none_or(|f| name.contains(f.as_str())))
         .collect();
+    let mut skipped = 0;
     println!("\nrunning {} tests", selected.len());
     for (name, test) in &selected {
         let started = Instant::now();
@@ -104,10 +106,14 @@ fn main() -> ExitCode {
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(test())));
         match outcome {
-            Ok(()) => println!(
+            Ok(true) => println!(
                 "test {name} ... ok ({:.1} s)",
                 started.elapsed().as_secs_f64()
             ),
+            Ok(false) => {
+                println!("test {name} ... skipped (DATABASE_URL is not set)");
+                skipped += 1;
+            }
             Err(_) => {
                 println!("test {name} ... FAILED");
                 failed.push(*name);
@@ -115,9 +121,9 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "\ntest result: {}. {} passed; {} failed",
+        "\ntest result: {}. {} passed; {} failed; {skipped} skipped",
         if failed.is_empty() { "ok" } else { "FAILED" },
-        selected.len() - failed.len(),
+        selected.len() - failed.len() - skipped,
         failed.len()
     );
     if failed.is_empty() {
@@ -181,11 +187,11 @@ async fn ingest(inbox: &Inbox, org: OrgId, body: &[u8]) -> Ingested {
 }
 
 // (6) and (7), in process: what the request role can see, and what is stored.
-async fn request_role_reads_only_its_org_and_bodies_are_encrypted() {
+async fn request_role_reads_only_its_org_and_bodies_are_encrypted() -> bool {
     let Some((parent, db)) =
         fresh("request_role_reads_only_its_org_and_bodies_are_encrypted").await
     else {
-        return;
+        return false;
     };
     let app = db.app_pool(4).await;
     let worker_pool = pool_as(&db, WORKER_ROLE, 4).await;
@@ -376,6 +382,7 @@ async fn request_role_reads_only_its_org_and_bodies_are_encrypted() {
     assert!(inbox.deliveries(a, 10).await.unwrap().is_empty());
 
     db.drop_database(&parent).await;
+    true
 }
 
 /// Records what it handled, after an optional delay (the handler's work).
@@ -422,11 +429,11 @@ where
 }
 
 // (5) Fairness: 2 workers, 5,000 entries of one org, then one entry of another.
-async fn a_new_org_is_served_within_2s_behind_a_5000_entry_backlog() {
+async fn a_new_org_is_served_within_2s_behind_a_5000_entry_backlog() -> bool {
     let Some((parent, db)) =
         fresh("a_new_org_is_served_within_2s_behind_a_5000_entry_backlog").await
     else {
-        return;
+        return false;
     };
     let app = db.app_pool(8).await;
     let inbox = Inbox::new(app.clone(), EncryptionKey::generate());
@@ -515,6 +522,7 @@ async fn a_new_org_is_served_within_2s_behind_a_5000_entry_backlog() {
     .unwrap();
     assert_eq!(leased, 0);
     db.drop_database(&parent).await;
+    true
 }
 
 /// The database URL of a fresh database (same server and user as `DATABASE_URL`).
@@ -712,11 +720,11 @@ async fn wait_stored(db: &TestDb, prefix: &str, n: i64, limit: Duration) {
 }
 
 // (1) and (7): accepted by an ingest-only process that is SIGKILLed, stored by another.
-async fn ingest_only_process_killed_then_workers_store_each_report_once() {
+async fn ingest_only_process_killed_then_workers_store_each_report_once() -> bool {
     let Some((parent, db)) =
         fresh("ingest_only_process_killed_then_workers_store_each_report_once").await
     else {
-        return;
+        return false;
     };
     let sender = Sender::new();
     let marker = format!("MARKER-{}", Uuid::new_v4().simple());
@@ -781,14 +789,15 @@ async fn ingest_only_process_killed_then_workers_store_each_report_once() {
     }
     workers.terminate().await;
     db.drop_database(&parent).await;
+    true
 }
 
 // (2) The worker process is SIGKILLed mid-batch and restarted.
-async fn worker_killed_mid_batch_and_restarted_stores_each_report_once() {
+async fn worker_killed_mid_batch_and_restarted_stores_each_report_once() -> bool {
     let Some((parent, db)) =
         fresh("worker_killed_mid_batch_and_restarted_stores_each_report_once").await
     else {
-        return;
+        return false;
     };
     let sender = Sender::new();
     let mut ingest_only = spawn_server(&db, &["--workers", "0"]).await;
@@ -827,13 +836,14 @@ async fn worker_killed_mid_batch_and_restarted_stores_each_report_once() {
     assert_eq!(stored(&db, "midway").await, (500, 500, 1));
     second.terminate().await;
     db.drop_database(&parent).await;
+    true
 }
 
 // (3) Half the runs fail after writing: every report is stored once, some after retries.
-async fn failing_handler_is_retried_until_every_report_is_stored() {
+async fn failing_handler_is_retried_until_every_report_is_stored() -> bool {
     let Some((parent, db)) = fresh("failing_handler_is_retried_until_every_report_is_stored").await
     else {
-        return;
+        return false;
     };
     let sender = Sender::new();
     // 30 attempts: at a failure rate of 0.5, the chance that any of 100 entries dies is 1e-7.
@@ -882,12 +892,13 @@ async fn failing_handler_is_retried_until_every_report_is_stored() {
     assert_eq!(stored(&db, "flaky").await, (100, 100, 1));
     server.terminate().await;
     db.drop_database(&parent).await;
+    true
 }
 
 // (4) Dead after one failing attempt; re-driven (by their org only) once the handler works.
-async fn dead_entries_are_redriven_by_their_org_only() {
+async fn dead_entries_are_redriven_by_their_org_only() -> bool {
     let Some((parent, db)) = fresh("dead_entries_are_redriven_by_their_org_only").await else {
-        return;
+        return false;
     };
     let sender = Sender::new();
     let failing = spawn_server(
@@ -962,4 +973,5 @@ async fn dead_entries_are_redriven_by_their_org_only() {
     assert!(per_call.values().all(|n| *n == 1));
     healthy.terminate().await;
     db.drop_database(&parent).await;
+    true
 }
