@@ -586,6 +586,15 @@ async fn spawn_server(db: &TestDb, extra: &[&str]) -> Child {
     Child { process, base, log }
 }
 
+impl Drop for Child {
+    fn drop(&mut self) {
+        // The log stays for a failing test to be read; `kill_on_drop` ends the process.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
 impl Child {
     fn kill9(&mut self) {
         self.process.start_kill().unwrap(); // SIGKILL
