@@ -5,12 +5,12 @@
 //! ```
 //!
 //! Each request is a tool-calls message or an end-of-call report (the bundled vapi4k fixtures;
-//! `--kind` picks one or both, three tool calls to one report; `--report-bytes` grows the
-//! report to a size, as the benches do) with its own call id and tool call ids, for each organisation of the
-//! tenants file in turn, signed with the organisation's first active credential. An
-//! organisation is addressed by its first phone number or assistant in the payload
-//! (`POST /api/webhooks/vapi`) and, every other time or when it has neither, by its first slug
-//! (`POST /api/webhooks/vapi/{slug}`). The example server's replay guard accepts each delivery
+//! `--kind` picks one or both, three tool calls to one report, `--reports-only` is `--kind
+//! report`; `--report-bytes` grows the report to a size, as the benches do) with its own call id
+//! and tool call ids, for each organisation of the tenants file in turn, signed with the
+//! organisation's first active credential. An organisation is addressed by its first phone
+//! number or assistant in the payload (`POST /api/webhooks/vapi`) and, every other time or when
+//! it has neither, by its first slug (`POST /api/webhooks/vapi/{slug}`). The example server's replay guard accepts each delivery
 //! once, so every line is unique; signatures are valid for ±300 s from when this runs.
 //!
 //! One request per line, tab-separated: the path, then `name: value` headers, then the body
@@ -58,6 +58,9 @@ struct Args {
     /// `report`.
     #[arg(long, default_value = "mixed")]
     kind: Kind,
+    /// Only end-of-call reports (what the server's `--inbox` queues): `--kind report`.
+    #[arg(long)]
+    reports_only: bool,
     /// Grow the end-of-call report to this many bytes (e.g. 49152, a call of about a minute);
     /// 0 keeps the real 10 KB capture as it is.
     #[arg(long, default_value_t = 0)]
@@ -137,11 +140,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let round = i / targets.len();
         per_org[t] += 1;
 
-        let report = match args.kind {
-            Kind::Mixed => i % 4 == 3,
-            Kind::ToolCalls => false,
-            Kind::Report => true,
-        };
+        let report = args.reports_only
+            || match args.kind {
+                Kind::Mixed => i % 4 == 3,
+                Kind::ToolCalls => false,
+                Kind::Report => true,
+            };
         let mut body = if report {
             end_of_call.clone()
         } else {

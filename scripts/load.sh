@@ -4,6 +4,12 @@
 #
 #   scripts/load.sh [-d SECONDS] [-n REQUESTS] [-c CONNECTIONS] [-t THREADS] [--tenants FILE]
 #                   [--kind mixed|tool-calls|report] [--report-bytes N]
+#                   [--inbox [--workers N] [--async-commit]]
+#
+# --inbox: end-of-call reports only, through the server's durable inbox on Postgres
+# (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test; a scratch database is created
+# on that server and dropped afterwards). Also prints how fast the workers (N, default 2, in the
+# same process) stored them; --async-commit passes the server's flag of that name.
 #
 # Prints requests/s, p50/p99 latency, the non-2xx count, the server's CPU time per request
 # (user + system, from /proc: it holds on a busy machine, where requests/s do not) and its peak
@@ -22,8 +28,11 @@ threads=1
 tenants=examples/tenants.toml
 kind=mixed
 report_bytes=0
+inbox=0
+workers=2
+async_commit=0
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     -d|--duration) duration="$2"; shift 2 ;;
@@ -33,6 +42,9 @@ while [[ $# -gt 0 ]]; do
     --tenants) tenants="$2"; shift 2 ;;
     --kind) kind="$2"; shift 2 ;;
     --report-bytes) report_bytes="$2"; shift 2 ;;
+    --inbox) inbox=1; shift ;;
+    --workers) workers="$2"; shift 2 ;;
+    --async-commit) async_commit=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
   esac
@@ -47,7 +59,23 @@ if ! command -v wrk >/dev/null; then
 fi
 
 echo "==> building the example server and the request generator (release)" >&2
-cargo build --release --quiet --example server --example loadgen
+server_args=(--tenants "$tenants" --listen 127.0.0.1:0)
+loadgen_args=()
+if [[ $inbox -eq 1 ]]; then
+  cargo build --release --quiet --features inbox --example server --example loadgen
+  database_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+  scratch="vapi_load_$$"
+  psql -qX "$database_url" -c "CREATE DATABASE $scratch" >/dev/null
+  # Same server and credentials, the scratch database.
+  base="${database_url%%\?*}"
+  query="${database_url#"$base"}"
+  scratch_url="${base%/*}/$scratch$query"
+  server_args+=(--database-url "$scratch_url" --inbox --workers "$workers")
+  [[ $async_commit -eq 1 ]] && server_args+=(--async-commit)
+  loadgen_args+=(--reports-only)
+else
+  cargo build --release --quiet --example server --example loadgen
+fi
 
 work="$(mktemp -d)"
 server_pid=""
@@ -57,12 +85,15 @@ cleanup() {
     wait "$server_pid" 2>/dev/null || true
   fi
   rm -rf "$work"
+  if [[ -n "${scratch:-}" ]]; then
+    psql -qX "$database_url" -c "DROP DATABASE IF EXISTS $scratch WITH (FORCE)" >/dev/null || true
+  fi
 }
 trap cleanup EXIT INT TERM
 
 # The binary itself, not `cargo run`, so that the PID (and its VmHWM) is the server's.
-RUST_LOG="${RUST_LOG:-warn}" target/release/examples/server \
-  --tenants "$tenants" --listen 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
+RUST_LOG="${RUST_LOG:-warn}" target/release/examples/server "${server_args[@]}" \
+  >"$work/server.out" 2>"$work/server.err" &
 server_pid=$!
 url=""
 for _ in $(seq 1 100); do
@@ -82,7 +113,7 @@ fi
 
 echo "==> signing $count distinct requests" >&2
 target/release/examples/loadgen --tenants "$tenants" --count "$count" --out "$work/requests.tsv" \
-  --kind "$kind" --report-bytes "$report_bytes"
+  --kind "$kind" --report-bytes "$report_bytes" ${loadgen_args[@]+"${loadgen_args[@]}"}
 
 # utime + stime of the server, in clock ticks (fields 14 and 15 of /proc/PID/stat).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
@@ -104,3 +135,25 @@ awk -v ticks="$((cpu_after - cpu_before))" -v hz="$ticks_per_second" -v n="$answ
   }'
 
 awk '/^VmHWM:/ {printf "server peak RSS %.1f MiB (VmHWM)\n", $2 / 1024}' "/proc/$server_pid/status"
+
+if [[ $inbox -eq 1 ]]; then
+  echo "==> waiting for the workers to store every accepted report" >&2
+  count_sql="SELECT count(*) FILTER (WHERE status NOT IN ('done', 'dead')) FROM vapi_webhooks.inbox"
+  for _ in $(seq 1 600); do
+    left="$(psql -qXtA "$scratch_url" -c "$count_sql")"
+    [[ "$left" == "0" ]] && break
+    sleep 1
+  done
+  psql -qXtA -F ' ' "$scratch_url" -c "
+    SELECT count(*) FILTER (WHERE status = 'done'),
+           count(*) FILTER (WHERE status <> 'done'),
+           round(extract(epoch FROM max(finished_at) - min(received_at))::numeric, 2),
+           round(count(*) FILTER (WHERE status = 'done')
+                 / greatest(extract(epoch FROM max(finished_at) - min(received_at)), 0.001)::numeric)
+    FROM vapi_webhooks.inbox" | {
+    read -r done other seconds rate
+    printf 'inbox           %s stored by %s worker(s), %s not done; first accepted to last stored %s s\n' \
+      "$done" "$workers" "$other" "$seconds"
+    printf 'processing      %s reports/s (while accepting, then draining)\n' "$rate"
+  }
+fi

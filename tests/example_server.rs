@@ -11,6 +11,10 @@ use vapi_webhooks::testing::Signer;
 #[path = "../examples/server/app.rs"]
 #[allow(dead_code)]
 mod app;
+#[cfg(feature = "inbox")]
+#[path = "../examples/server/inbox.rs"]
+#[allow(dead_code)]
+mod inbox;
 #[cfg(feature = "postgres")]
 #[path = "../examples/server/pg.rs"]
 #[allow(dead_code)]

@@ -119,7 +119,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             .fetch_all(&db.admin)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     // The crate never creates sqlx's migration table in the application's schema.
     let sqlx_table: Option<String> =
         sqlx::query_scalar("SELECT to_regclass('vapi_webhooks._sqlx_migrations')::text")
@@ -142,7 +142,7 @@ async fn migrate_is_idempotent_and_concurrent() {
             err,
             MigrateError::NewerSchema {
                 found: 99,
-                known: 3
+                known: 4
             }
         ),
         "{err:?}"

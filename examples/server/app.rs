@@ -41,6 +41,10 @@ pub struct Config {
     pub replay_guard: ReplayGuard,
     /// The scheme and host senders address, for credentials that sign `{url}`.
     pub public_url: Option<String>,
+    /// Queue reply-less messages in this durable inbox (`--inbox`) instead of handling them
+    /// inline.
+    #[cfg(feature = "inbox")]
+    pub inbox: Option<vapi_webhooks::inbox::Inbox>,
 }
 
 impl Default for Config {
@@ -49,6 +53,8 @@ impl Default for Config {
             request_timeout: Duration::from_secs(15),
             replay_guard: ReplayGuard::in_memory(),
             public_url: None,
+            #[cfg(feature = "inbox")]
+            inbox: None,
         }
     }
 }
@@ -132,6 +138,8 @@ impl Calls {
 struct AppState {
     orgs: Arc<HashMap<OrgId, OrgInfo>>,
     calls: Calls,
+    #[cfg(feature = "inbox")]
+    inbox: Option<vapi_webhooks::inbox::Inbox>,
 }
 
 /// The example application: its router, ready to serve.
@@ -187,30 +195,50 @@ impl App {
         let state = AppState {
             orgs: Arc::new(orgs),
             calls,
+            #[cfg(feature = "inbox")]
+            inbox: config.inbox.clone(),
         };
         let mut verify =
             SignatureVerifyLayer::from_shared(secrets).replay_guard(config.replay_guard);
         if let Some(base) = config.public_url {
             verify = verify.public_url(base);
         }
+        // With `--inbox`, queued types are persisted and answered behind the two layers; the
+        // rest reaches `webhook`.
+        #[cfg(feature = "inbox")]
+        let queue = tower::util::option_layer(
+            config
+                .inbox
+                .clone()
+                .map(vapi_webhooks::inbox::InboxLayer::new),
+        );
+        #[cfg(not(feature = "inbox"))]
+        let queue = tower::layer::util::Identity::new();
         // Tenant from the payload: saved assistants, squads and phone numbers.
         let by_payload = ServiceBuilder::new()
             .layer(OrgResolveLayer::from_shared(store.clone()))
-            .layer(verify.clone());
+            .layer(verify.clone())
+            .layer(queue.clone());
         // Tenant from the URL: transient assistants and squads carry no id.
         let by_slug = ServiceBuilder::new()
             .layer(
                 OrgResolveLayer::from_shared(store)
                     .locator(TenantLocator::path_after(format!("{WEBHOOK_PATH}/"))),
             )
-            .layer(verify);
+            .layer(verify)
+            .layer(queue);
         let router = Router::new()
             .route(WEBHOOK_PATH, post(webhook).layer(by_payload))
             .route(
                 &format!("{WEBHOOK_PATH}/{{slug}}"),
                 post(webhook).layer(by_slug),
             )
-            .route("/api/calls", get(list_calls))
+            .route("/api/calls", get(list_calls));
+        #[cfg(feature = "inbox")]
+        let router = router
+            .route("/api/deliveries", get(list_deliveries))
+            .route("/api/deliveries/{id}/retry", post(retry_delivery));
+        let router = router
             .route("/healthz", get(|| async { "ok" }))
             .route("/metrics", get(metrics))
             .with_state(state)
@@ -326,14 +354,54 @@ async fn webhook(State(state): State<AppState>, Org(org): Org, event: VapiEvent)
     }
 }
 
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({ "error": "unauthorized" })),
+    )
+        .into_response()
+}
+
+/// The answer of the deliveries routes without `--inbox`.
+#[cfg(feature = "inbox")]
+fn inbox_off() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "error": "the inbox is off (start with --inbox)" })),
+    )
+        .into_response()
+}
+
+#[cfg(feature = "inbox")]
+async fn list_deliveries(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(org) = api_key_org(&state, &headers) else {
+        return unauthorized();
+    };
+    match &state.inbox {
+        Some(inbox) => crate::inbox::deliveries(inbox, org).await,
+        None => inbox_off(),
+    }
+}
+
+#[cfg(feature = "inbox")]
+async fn retry_delivery(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(org) = api_key_org(&state, &headers) else {
+        return unauthorized();
+    };
+    match &state.inbox {
+        Some(inbox) => crate::inbox::retry(inbox, org, &id).await,
+        None => inbox_off(),
+    }
+}
+
 async fn list_calls(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some(org) = api_key_org(&state, &headers) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            axum::Json(serde_json::json!({ "error": "unauthorized" })),
-        )
-            .into_response();
+        return unauthorized();
     };
     match state.calls.list(org).await {
         Ok(calls) => axum::Json(calls).into_response(),
@@ -361,7 +429,7 @@ fn api_key_org(state: &AppState, headers: &HeaderMap) -> Option<OrgId> {
     found
 }
 
-fn unavailable() -> Response {
+pub fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "5")],

@@ -7,7 +7,13 @@
 //!
 //! Routes: `POST /api/webhooks/vapi` (tenant from the payload), `POST /api/webhooks/vapi/{slug}`
 //! (tenant from the URL), `GET /healthz`, `GET /api/calls` (`Authorization: Bearer <api_key>`).
+//!
+//! With `--inbox --database-url …` (feature `inbox`), end-of-call reports and the other
+//! reply-less messages go through the durable inbox, processed by `--workers N` workers (0: in
+//! another process); `GET /api/deliveries` lists the org's deliveries and
+//! `POST /api/deliveries/{id}/retry` re-drives a dead one.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,10 +21,13 @@ use std::time::Duration;
 
 use clap::Parser;
 
-mod app;
+// `pub(crate)`: tests/inbox.rs includes this file and runs the server from it.
+pub(crate) mod app;
+#[cfg(feature = "inbox")]
+pub(crate) mod inbox;
 #[cfg(feature = "postgres")]
-mod pg;
-mod tenants;
+pub(crate) mod pg;
+pub(crate) mod tenants;
 
 const DEFAULT_TENANTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tenants.toml");
 
@@ -56,14 +65,63 @@ struct Args {
     #[cfg(feature = "redis")]
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// Queue end-of-call reports and other reply-less messages in a durable Postgres inbox
+    /// (needs `--database-url` and `--features inbox`).
+    #[cfg(feature = "inbox")]
+    #[arg(long, requires = "database_url")]
+    inbox: bool,
+    /// Inbox workers in this process; 0 only ingests (another process runs workers).
+    #[cfg(feature = "inbox")]
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Attempts before an inbox entry is dead.
+    #[cfg(feature = "inbox")]
+    #[arg(long, default_value_t = 8)]
+    max_attempts: u32,
+    /// Probability that the report handler fails before committing (to try retries).
+    #[cfg(feature = "inbox")]
+    #[arg(long, default_value_t = 0.0)]
+    handler_failure_rate: f64,
+    /// Milliseconds before a stopped worker's claim is taken over.
+    #[cfg(feature = "inbox")]
+    #[arg(long, default_value_t = 30_000)]
+    inbox_lease_ms: u64,
+    /// Milliseconds before the first retry (doubling, with jitter, up to 64 times this).
+    #[cfg(feature = "inbox")]
+    #[arg(long, default_value_t = 1_000)]
+    retry_base_ms: u64,
+    /// Commit each processed entry without waiting for the disk (see `Worker::async_commit`:
+    /// database effects stay exactly once).
+    #[cfg(feature = "inbox")]
+    #[arg(long)]
+    async_commit: bool,
 }
 
 /// Used when no encryption key is given: fine for a demo, never for production.
 #[cfg(feature = "postgres")]
 const DEMO_ENCRYPTION_KEY: &str = "dmFwaS13ZWJob29rcy1leGFtcGxlLWRlbW8ta2V5ISE=";
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+/// The whole server from command-line arguments (`tests/inbox.rs` runs it in child processes).
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args = Args::parse_from(args);
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(serve(args)),
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> ExitCode {
     // Logs go to stderr; stdout carries only the address line, for scripts to read.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -73,9 +131,8 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,tower_http=info".into()),
         )
         .init();
-    let args = Args::parse();
-    let app = match build(&args).await {
-        Ok(app) => app,
+    let (app, workers) = match build(&args).await {
+        Ok(built) => built,
         Err(err) => {
             eprintln!("error: {err}");
             return ExitCode::FAILURE;
@@ -92,14 +149,40 @@ async fn main() -> ExitCode {
         .local_addr()
         .expect("a bound listener has an address");
     println!("vapi-webhooks example server listening on http://{addr}");
-    if let Err(err) = app.serve(listener, shutdown_signal()).await {
+    // One signal stops both: the server drains its requests, the workers finish or release
+    // the entries in hand.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        }
+    };
+    let workers = workers.map(|run| tokio::spawn(run(Box::pin(stopped()))));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let served = app.serve(listener, stopped()).await;
+    if let Some(workers) = workers {
+        let _ = workers.await;
+    }
+    if let Err(err) = served {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-async fn build(args: &Args) -> Result<app::App, String> {
+/// Runs the inbox workers until the future completes.
+type RunWorkers = Box<
+    dyn FnOnce(
+            std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send,
+>;
+
+async fn build(args: &Args) -> Result<(app::App, Option<RunWorkers>), String> {
     let tenants_file = args.tenants.clone();
     let load = |path: &PathBuf| tenants::Tenants::load(path).map_err(|err| err.to_string());
     #[allow(unused_mut)]
@@ -130,19 +213,43 @@ async fn build(args: &Args) -> Result<app::App, String> {
         let key = vapi_webhooks::postgres::EncryptionKey::from_base64(key)
             .map_err(|err| format!("bad encryption key: {err}"))?;
         let tenants = tenants_file.as_ref().map(load).transpose()?;
-        let backend =
-            pg::connect(url, args.app_database_url.as_deref(), key, tenants.as_ref()).await?;
+        let backend = pg::connect(
+            url,
+            args.app_database_url.as_deref(),
+            key.clone(),
+            tenants.as_ref(),
+        )
+        .await?;
+        #[allow(unused_mut)]
+        let mut workers: Option<RunWorkers> = None;
+        #[cfg(feature = "inbox")]
+        if args.inbox {
+            let options = inbox::Options {
+                workers: args.workers,
+                max_attempts: args.max_attempts,
+                handler_failure_rate: args.handler_failure_rate,
+                lease: Duration::from_millis(args.inbox_lease_ms),
+                retry_base: Duration::from_millis(args.retry_base_ms),
+                async_commit: args.async_commit,
+            };
+            let inbox = inbox::connect(url, key, backend.calls.pool().clone(), &options).await?;
+            config.inbox = Some(inbox.inbox);
+            workers = inbox
+                .worker
+                .map(|worker| -> RunWorkers { Box::new(move |stop| Box::pin(worker.run(stop))) });
+        }
         let store = backend.store;
-        return Ok(app::App::new(
+        let app = app::App::new(
             backend.orgs,
             store.clone(),
             store,
             app::Calls::Postgres(backend.calls),
             config,
-        ));
+        );
+        return Ok((app, workers));
     }
     let path = tenants_file.unwrap_or_else(|| PathBuf::from(DEFAULT_TENANTS));
-    app::App::in_memory(load(&path)?, config)
+    Ok((app::App::in_memory(load(&path)?, config)?, None))
 }
 
 /// Ctrl-C, or SIGTERM (what process managers send): stop accepting, finish in-flight requests.

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use std::str::FromStr;
 
-use vapi_webhooks::postgres::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use vapi_webhooks::postgres::sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgPool, PgPoolOptions,
+};
 use vapi_webhooks::postgres::sqlx::{self, Row};
 use vapi_webhooks::postgres::{
     EncryptionKey, PgStore, RoleCheck, StoreAccess, begin_org_tx, enable_org_rls,
@@ -231,27 +233,45 @@ impl std::fmt::Debug for PgCalls {
 }
 
 /// Postgres `text` refuses NUL; an authentic message must never fail on its content.
-fn pg_text(value: Option<&str>) -> Option<String> {
+pub fn pg_text(value: Option<&str>) -> Option<String> {
     value.map(|v| v.replace('\0', "\u{FFFD}"))
 }
 
 impl PgCalls {
+    /// The pool (as the request role).
+    #[cfg(feature = "inbox")]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn store(&self, org: OrgId, record: &CallRecord) -> Result<bool, String> {
         let mut tx = begin_org_tx(&self.pool, org)
             .await
             .map_err(|e| e.to_string())?;
+        let stored = Self::store_in(&mut tx, record, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        Ok(stored)
+    }
+
+    /// Stores `record` in an org-scoped transaction (the request's, or an inbox worker's).
+    pub async fn store_in(
+        tx: &mut PgConnection,
+        record: &CallRecord,
+        received_at: time::OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
-            "INSERT INTO vapi_example.calls (org_id, call_id, ended_reason, summary) \
-             VALUES (NULLIF(current_setting('app.org_id', true), '')::uuid, $1, $2, $3) \
+            "INSERT INTO vapi_example.calls (org_id, call_id, ended_reason, summary, received_at) \
+             VALUES (NULLIF(current_setting('app.org_id', true), '')::uuid, $1, $2, $3, $4) \
              ON CONFLICT (org_id, call_id) DO NOTHING",
         )
         .bind(pg_text(record.call_id.as_deref()))
         .bind(pg_text(record.ended_reason.as_deref()))
         .bind(pg_text(record.summary.as_deref()))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())?;
+        .bind(received_at)
+        .execute(tx)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 

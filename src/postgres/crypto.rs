@@ -94,19 +94,30 @@ impl EncryptionKey {
         credential: &Uuid,
         secret: &[u8],
     ) -> ([u8; NONCE_LEN], Vec<u8>) {
+        self.encrypt_bound(CREDENTIAL_LABEL, org, credential, secret)
+    }
+
+    /// Encrypts `plaintext` bound to `(label, org, id)`: (nonce, ciphertext).
+    pub(crate) fn encrypt_bound(
+        &self,
+        label: &[u8],
+        org: &OrgId,
+        id: &Uuid,
+        plaintext: &[u8],
+    ) -> ([u8; NONCE_LEN], Vec<u8>) {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = associated_data(org, credential);
+        let aad = associated_data(label, org, id);
         let ciphertext = self
             .cipher()
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: secret,
+                    msg: plaintext,
                     aad: &aad,
                 },
             )
-            .expect("AES-GCM encryption of a short secret cannot fail");
+            .expect("AES-GCM encryption cannot fail below 64 GiB");
         (nonce, ciphertext)
     }
 
@@ -119,10 +130,22 @@ impl EncryptionKey {
         nonce: &[u8],
         ciphertext: &[u8],
     ) -> Option<Zeroizing<Vec<u8>>> {
+        self.decrypt_bound(CREDENTIAL_LABEL, org, credential, nonce, ciphertext)
+    }
+
+    /// Decrypts what [`encrypt_bound`](Self::encrypt_bound) encrypted for `(label, org, id)`.
+    pub(crate) fn decrypt_bound(
+        &self,
+        label: &[u8],
+        org: &OrgId,
+        id: &Uuid,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
         if nonce.len() != NONCE_LEN {
             return None;
         }
-        let aad = associated_data(org, credential);
+        let aad = associated_data(label, org, id);
         self.cipher()
             .decrypt(
                 Nonce::from_slice(nonce),
@@ -136,12 +159,16 @@ impl EncryptionKey {
     }
 }
 
-/// Binds a ciphertext to its row: copied to another org or credential, it no longer decrypts.
-fn associated_data(org: &OrgId, credential: &Uuid) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(64);
-    aad.extend_from_slice(b"vapi-webhooks/credential/v1\0");
+/// The associated-data label of credential secrets.
+const CREDENTIAL_LABEL: &[u8] = b"vapi-webhooks/credential/v1\0";
+
+/// Binds a ciphertext to its row: copied to another org, row or table (`label`), it no longer
+/// decrypts.
+fn associated_data(label: &[u8], org: &OrgId, id: &Uuid) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(label.len() + 32);
+    aad.extend_from_slice(label);
     aad.extend_from_slice(org.as_uuid().as_bytes());
-    aad.extend_from_slice(credential.as_bytes());
+    aad.extend_from_slice(id.as_bytes());
     aad
 }
 

@@ -26,6 +26,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "change notifications",
         include_str!("migrations/0003_change_notifications.sql"),
     ),
+    // Applied with or without feature `inbox`, so the schema never depends on features.
+    (4, "inbox", include_str!("migrations/0004_inbox.sql")),
 ];
 
 /// Why [`migrate`] failed.
@@ -70,18 +72,21 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
     )
     .execute(&mut *tx)
     .await?;
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COALESCE(max(version), 0) FROM vapi_webhooks.schema_migrations")
-            .fetch_one(&mut *tx)
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM vapi_webhooks.schema_migrations ORDER BY version")
+            .fetch_all(&mut *tx)
             .await?;
+    let newest = applied.last().copied().unwrap_or(0);
     let known = MIGRATIONS.last().map_or(0, |m| m.0);
-    if applied > known {
+    if newest > known {
         return Err(MigrateError::NewerSchema {
-            found: applied,
+            found: newest,
             known,
         });
     }
-    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > applied) {
+    // Every version not yet applied, not only those above the newest: branches that each
+    // added a migration then merge without skipping one.
+    for &(version, name, sql) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO vapi_webhooks.schema_migrations (version, name) VALUES ($1, $2)")
             .bind(version)
@@ -127,13 +132,17 @@ pub async fn grant_store_access(
     .bind(privileges)
     .fetch_one(pool)
     .await?;
-    // Concurrent GRANTs on one object can fail with "tuple concurrently updated": serialise them
-    // under the migration lock.
+    run_grants(pool, &sql).await
+}
+
+/// Runs GRANT statements. Concurrent GRANTs on one object can fail with "tuple concurrently
+/// updated": serialise them under the migration lock.
+pub(crate) async fn run_grants(pool: &PgPool, sql: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(MIGRATE_LOCK_KEY)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(&sql).execute(&mut *tx).await?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await?;
     tx.commit().await
 }

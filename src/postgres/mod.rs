@@ -109,6 +109,8 @@ pub use self::crypto::{EncryptionKey, KeyError};
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use self::extract::{OrgTransaction, OrgTransactionRejection};
+#[cfg(feature = "inbox")]
+pub(crate) use self::migrate::run_grants;
 pub use self::migrate::{MigrateError, SCHEMA, StoreAccess, grant_store_access, migrate};
 pub use self::role::{RoleCheck, RoleError, RoleProblem, RoleReport, check_role};
 pub use self::store::{AdminError, CredentialId, CredentialInfo, PgStore, rotate_encryption_key};

@@ -29,6 +29,8 @@ pub enum RoleProblem {
     /// `DISCARD ALL` returns to) is not the checked one and is a superuser or has `BYPASSRLS`:
     /// the `SET ROLE` that makes RLS apply can be undone on the connection.
     SessionRole(String),
+    /// The role can read a table that spans orgs (the inbox queue), which only workers may.
+    ReadsAcrossOrgs(String),
 }
 
 impl fmt::Display for RoleProblem {
@@ -46,6 +48,9 @@ impl fmt::Display for RoleProblem {
                 f,
                 "the connection logged in as {r}, which bypasses row level security after RESET ROLE"
             ),
+            Self::ReadsAcrossOrgs(t) => {
+                write!(f, "the role can read {t}, which spans orgs (workers only)")
+            }
         }
     }
 }
@@ -99,6 +104,8 @@ pub enum RoleError {
 #[derive(Clone, Debug)]
 pub struct RoleCheck {
     tables: Vec<String>,
+    /// Tables the role must not be able to read.
+    unreadable: Vec<String>,
     warn_only: bool,
 }
 
@@ -108,8 +115,26 @@ impl RoleCheck {
     pub fn new<T: AsRef<str>>(tables: &[T]) -> Self {
         Self {
             tables: tables.iter().map(|t| t.as_ref().to_owned()).collect(),
+            unreadable: Vec::new(),
             warn_only: false,
         }
+    }
+
+    /// Also checks the inbox tables for a role with `access`: the log table's forced RLS, and
+    /// for [`InboxAccess::Ingest`](crate::inbox::InboxAccess::Ingest) that the role cannot read
+    /// the queue tables, which span orgs.
+    #[cfg(feature = "inbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+    pub fn inbox(mut self, access: crate::inbox::InboxAccess) -> Self {
+        self.tables.push(crate::inbox::INBOX_TABLE.to_owned());
+        if access == crate::inbox::InboxAccess::Ingest {
+            self.unreadable.extend(
+                crate::inbox::CROSS_ORG_TABLES
+                    .iter()
+                    .map(|t| (*t).to_owned()),
+            );
+        }
+        self
     }
 
     /// Logs problems as warnings and returns the report instead of failing (for development
@@ -167,6 +192,20 @@ impl RoleCheck {
                 problems.push(RoleProblem::RlsDisabled(name));
             } else if !forced {
                 problems.push(RoleProblem::RlsNotForced(name));
+            }
+        }
+        for table in &self.unreadable {
+            let readable: Option<bool> = sqlx::query_scalar(
+                "SELECT has_table_privilege(current_user, c.oid, 'SELECT') \
+                 FROM pg_class c WHERE c.oid = to_regclass($1)",
+            )
+            .bind(table)
+            .fetch_optional(pool)
+            .await?;
+            match readable {
+                None => problems.push(RoleProblem::MissingTable(table.clone())),
+                Some(true) => problems.push(RoleProblem::ReadsAcrossOrgs(table.clone())),
+                Some(false) => {}
             }
         }
         let report = RoleReport { role, problems };

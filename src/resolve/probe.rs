@@ -63,6 +63,12 @@ const LOCATIONS: [(&str, KeyKind); 16] = [
     ("message.phoneNumber.orgId", KeyKind::VapiOrg),
 ];
 
+/// The payload location spelled `path`, as the `&'static str` a [`KeySource::Payload`] holds
+/// (e.g. to read a stored `KeySource` back).
+pub(crate) fn payload_path(path: &str) -> Option<&'static str> {
+    LOCATIONS.iter().map(|(p, _)| *p).find(|p| *p == path)
+}
+
 /// An object on a tenant path: its dotted path and the fields the probe reads in it.
 struct Object {
     path: &'static str,
