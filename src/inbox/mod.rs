@@ -126,6 +126,22 @@ pub const INBOX_TABLE: &str = "vapi_webhooks.inbox";
 /// The tables that span orgs (ids, orgs and times, no bodies): workers only.
 pub const CROSS_ORG_TABLES: &[&str] = &["vapi_webhooks.inbox_queue", "vapi_webhooks.inbox_orgs"];
 
+// Declared here rather than in `postgres`, which knows nothing of the inbox.
+impl crate::postgres::RoleCheck {
+    /// Also checks the inbox tables for a role with `access`: the log table's forced RLS, and
+    /// for [`InboxAccess::Ingest`](InboxAccess::Ingest) that the role cannot read
+    /// the queue tables, which span orgs.
+    #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+    pub fn inbox(mut self, access: InboxAccess) -> Self {
+        self.tables.push(INBOX_TABLE.to_owned());
+        if access == InboxAccess::Ingest {
+            self.unreadable
+                .extend(CROSS_ORG_TABLES.iter().map(|t| (*t).to_owned()));
+        }
+        self
+    }
+}
+
 /// What a role may do with the inbox (see [`grant_inbox_access`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

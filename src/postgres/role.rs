@@ -103,9 +103,9 @@ pub enum RoleError {
 /// The startup check, configurable; [`check_role`] is `RoleCheck::new(tables).run(pool)`.
 #[derive(Clone, Debug)]
 pub struct RoleCheck {
-    tables: Vec<String>,
+    pub(crate) tables: Vec<String>,
     /// Tables the role must not be able to read.
-    unreadable: Vec<String>,
+    pub(crate) unreadable: Vec<String>,
     warn_only: bool,
 }
 
@@ -118,23 +118,6 @@ impl RoleCheck {
             unreadable: Vec::new(),
             warn_only: false,
         }
-    }
-
-    /// Also checks the inbox tables for a role with `access`: the log table's forced RLS, and
-    /// for [`InboxAccess::Ingest`](crate::inbox::InboxAccess::Ingest) that the role cannot read
-    /// the queue tables, which span orgs.
-    #[cfg(feature = "inbox")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
-    pub fn inbox(mut self, access: crate::inbox::InboxAccess) -> Self {
-        self.tables.push(crate::inbox::INBOX_TABLE.to_owned());
-        if access == crate::inbox::InboxAccess::Ingest {
-            self.unreadable.extend(
-                crate::inbox::CROSS_ORG_TABLES
-                    .iter()
-                    .map(|t| (*t).to_owned()),
-            );
-        }
-        self
     }
 
     /// Logs problems as warnings and returns the report instead of failing (for development
