@@ -72,12 +72,7 @@ pub async fn connect(
     request_pool: PgPool,
     options: &Options,
 ) -> Result<Backend, String> {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|err| format!("cannot connect to the database: {err}"))?;
+    let admin = crate::pg::admin_pool(url, 1).await?;
     setup(&admin)
         .await
         .map_err(|err| format!("setting up the inbox failed: {err}"))?;

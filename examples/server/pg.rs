@@ -76,12 +76,7 @@ pub async fn connect(
     key: EncryptionKey,
     tenants: Option<&Tenants>,
 ) -> Result<Backend, String> {
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|err| format!("cannot connect to the database: {err}"))?;
+    let admin = admin_pool(url, 2).await?;
     migrate(&admin)
         .await
         .map_err(|err| format!("migration failed: {err}"))?;
@@ -114,6 +109,16 @@ pub async fn connect(
         calls: PgCalls { pool: app },
         orgs,
     })
+}
+
+/// A pool of `max` connections as the URL's own (owner) role, for setup.
+pub async fn admin_pool(url: &str, max: u32) -> Result<PgPool, String> {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|err| format!("cannot connect to the database: {err}"))
 }
 
 async fn setup(admin: &PgPool) -> Result<(), sqlx::Error> {
