@@ -54,8 +54,8 @@ struct Args {
     /// Where to write the requests.
     #[arg(long)]
     out: PathBuf,
-    /// Which messages: `mixed` (three tool calls to one end-of-call report), `tool-calls` or
-    /// `report`.
+    /// Which messages: `mixed` (three tool calls to one end-of-call report), `tool-calls`,
+    /// `small-tool-calls` (one call, about 300 bytes) or `report`.
     #[arg(long, default_value = "mixed")]
     kind: Kind,
     /// Only end-of-call reports (what the server's `--inbox` queues): `--kind report`.
@@ -71,6 +71,7 @@ struct Args {
 enum Kind {
     Mixed,
     ToolCalls,
+    SmallToolCalls,
     Report,
 }
 
@@ -143,11 +144,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let report = args.reports_only
             || match args.kind {
                 Kind::Mixed => i % 4 == 3,
-                Kind::ToolCalls => false,
+                Kind::ToolCalls | Kind::SmallToolCalls => false,
                 Kind::Report => true,
             };
         let mut body = if report {
             end_of_call.clone()
+        } else if matches!(args.kind, Kind::SmallToolCalls) {
+            json!({"message": {"type": "tool-calls", "timestamp": 1727030665008u64,
+                "call": {"id": ""},
+                "toolCallList": [{"id": "", "type": "function",
+                    "function": {"name": "getWeather", "arguments": {"city": "Oslo"}}}]}})
         } else {
             tool_calls.clone()
         };

@@ -3,7 +3,7 @@
 # every organisation of the tenants file, over loopback, with wrk.
 #
 #   scripts/load.sh [-d SECONDS] [-n REQUESTS] [-c CONNECTIONS] [-t THREADS] [--tenants FILE]
-#                   [--kind mixed|tool-calls|report] [--report-bytes N]
+#                   [--kind mixed|tool-calls|small-tool-calls|report] [--report-bytes N]
 #                   [--inbox [--workers N] [--async-commit]]
 #
 # --inbox: end-of-call reports only, through the server's durable inbox on Postgres

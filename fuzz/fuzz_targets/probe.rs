@@ -34,9 +34,9 @@ fuzz_target!(|data: &[u8]| {
     PEAK.store(before, Ordering::Relaxed);
     let keys = probe(data);
     let peak = PEAK.load(Ordering::Relaxed) - before;
-    // Heap: only escaped keys and values are copied (a key at a time); the peak never exceeds
-    // twice the body plus a little, whatever the body.
-    assert!(peak <= 2 * data.len() + 4096, "probe peaked at {peak} heap bytes for {}", data.len());
+    // Heap: only escaped keys and values on tenant paths are copied (each a string's growth,
+    // kept values bounded by the body), so the peak is linear in the body whatever it holds.
+    assert!(peak <= 4 * data.len() + 4096, "probe peaked at {peak} heap bytes for {}", data.len());
     let Ok(keys) = keys else { return };
     let Ok(message) = ServerMessage::from_slice(data) else { return };
     // Where both read the same field, they read the same value.

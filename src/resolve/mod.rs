@@ -110,6 +110,7 @@ use crate::reject::{DefaultOnReject, Rejection};
 use crate::store::AssistantOrgStore;
 
 pub use self::locator::TenantLocator;
+#[cfg(feature = "inbox")]
 pub(crate) use self::probe::payload_path;
 pub use self::probe::{TenantKeys, probe};
 pub use crate::error::{MAX_DEPTH, ProbeError, ResolveError};

@@ -65,6 +65,7 @@ const LOCATIONS: [(&str, KeyKind); 16] = [
 
 /// The payload location spelled `path`, as the `&'static str` a [`KeySource::Payload`] holds
 /// (e.g. to read a stored `KeySource` back).
+#[cfg(feature = "inbox")]
 pub(crate) fn payload_path(path: &str) -> Option<&'static str> {
     LOCATIONS.iter().map(|(p, _)| *p).find(|p| *p == path)
 }
