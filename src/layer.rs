@@ -65,6 +65,79 @@ pub trait RequestCheck: Clone + Send + Sync + 'static {
     }
 }
 
+/// Closures are checks too: `Fn(Request<Buffered>, Bytes) -> Future<Output = Result<Request<
+/// Buffered>, Rejection>>`, with nothing kept until the response. Put one in a [`CheckLayer`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::Request;
+/// use vapi_webhooks::body::Buffered;
+/// use vapi_webhooks::error::{Rejection, VerifyError};
+/// use vapi_webhooks::layer::CheckLayer;
+///
+/// // Only JSON bodies, with the crate's uniform 401 otherwise.
+/// let json_only = CheckLayer::new(|req: Request<Buffered>, body: Bytes| async move {
+///     match body.first() {
+///         Some(b'{') => Ok(req),
+///         _ => Err(Rejection::new(VerifyError::InvalidSignature, None)),
+///     }
+/// });
+/// # let _ = json_only;
+/// ```
+impl<F, Fut> RequestCheck for F
+where
+    F: Fn(Request<Buffered>, Bytes) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Request<Buffered>, Rejection>> + Send + 'static,
+{
+    type Admission = ();
+
+    fn check(
+        &self,
+        req: Request<Buffered>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<(Request<Buffered>, ()), Rejection>> + Send + 'static {
+        let checked = self(req, body);
+        async move { checked.await.map(|req| (req, ())) }
+    }
+}
+
+/// A layer running any [`RequestCheck`] (a closure, say) in the crate's skeleton: the body
+/// buffered once within a limit ([`DEFAULT_BODY_LIMIT`]), the check, then the inner service;
+/// refusals answered by the [`OnReject`] ([`DefaultOnReject`] unless replaced).
+#[derive(Clone, Debug)]
+pub struct CheckLayer<C, R = DefaultOnReject> {
+    check: C,
+    on_reject: R,
+}
+
+impl<C: RequestCheck> CheckLayer<C> {
+    /// A layer running `check`.
+    pub fn new(check: C) -> Self {
+        Self {
+            check,
+            on_reject: DefaultOnReject,
+        }
+    }
+}
+
+impl<C, R> CheckLayer<C, R> {
+    /// Builds rejection responses with `on_reject` instead of [`DefaultOnReject`].
+    pub fn on_reject<R2>(self, on_reject: R2) -> CheckLayer<C, R2> {
+        CheckLayer {
+            check: self.check,
+            on_reject,
+        }
+    }
+}
+
+impl<S, C: Clone, R: Clone> Layer<S> for CheckLayer<C, R> {
+    type Service = CheckService<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CheckService::new(inner, self.check.clone(), self.on_reject.clone())
+    }
+}
+
 /// A service that runs a [`RequestCheck`] before its inner service; see the
 /// [module docs](self).
 ///

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `vapi_webhooks_requests_total` | counter | `org` (the org id, or `none` before one is known), `outcome` (`accepted` or a [`Reason::label`]) |
 //! | `vapi_webhooks_verify_seconds` | histogram | `org`, `outcome`: time from the body being buffered to the verify layer's decision |
+//! | `vapi_webhooks_inbox_total` | counter | `org`, `state`: `queued`, `duplicate` (ingest), `done`, `retry`, `dead` (workers); feature `inbox` |
 //!
 //! Label values are org ids and fixed names only, never anything a request carries, so their
 //! number is bounded by the number of organisations.
@@ -58,6 +59,16 @@ pub(crate) fn verify_refused(rejection: &Rejection, started: Started) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (rejection, started);
+}
+
+/// Counts an inbox entry reaching `state` (`queued`, `duplicate`, `done`, `retry`, `dead`).
+#[cfg(feature = "inbox")]
+pub(crate) fn inbox(org: &OrgId, state: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("vapi_webhooks_inbox_total", "org" => org.to_string(), "state" => state)
+        .increment(1);
+    #[cfg(not(feature = "metrics"))]
+    let _ = (org, state);
 }
 
 /// When a timed step started (nothing is read from the clock without the feature).

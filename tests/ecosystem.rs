@@ -292,3 +292,36 @@ fn layers_are_layers_of_any_service() {
     let _ = svc.get_ref();
     let _inner = svc.into_inner();
 }
+
+#[tokio::test]
+async fn a_closure_is_a_check_in_the_same_skeleton() {
+    use vapi_webhooks::error::VerifyError;
+    use vapi_webhooks::layer::CheckLayer;
+
+    let json_only = CheckLayer::new(|req: Request<Buffered>, body: Bytes| async move {
+        match body.first() {
+            Some(b'{') => Ok(req),
+            _ => Err(Rejection::new(VerifyError::InvalidSignature, None)),
+        }
+    });
+    let service =
+        ServiceBuilder::new()
+            .layer(json_only)
+            .service_fn(|req: Request<Buffered>| async move {
+                // The body was buffered once by the skeleton and is still whole.
+                let raw = req.extensions().get::<RawBody>().unwrap().0.clone();
+                Ok::<_, Infallible>(Response::new(Full::new(raw)))
+            });
+    let res = service
+        .clone()
+        .oneshot(Request::new(Full::new(Bytes::from_static(b"{}"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = service
+        .oneshot(Request::new(Full::new(Bytes::from_static(b"nope"))))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.extensions().get::<Rejection>().is_some());
+}

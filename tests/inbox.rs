@@ -899,6 +899,22 @@ async fn failing_handler_is_retried_until_every_report_is_stored() -> bool {
     }
     // A failed run wrote before failing: its writes were rolled back with it.
     assert_eq!(stored(&db, "flaky").await, (100, 100, 1));
+    // The inbox states are counted per org on `GET /metrics`.
+    let metrics = sender
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for state in ["queued", "retry", "done"] {
+        let line = format!(
+            r#"vapi_webhooks_inbox_total{{org="a0000000-0000-0000-0000-000000000001",state="{state}"}}"#
+        );
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
     server.terminate().await;
     db.drop_database(&parent).await;
     true

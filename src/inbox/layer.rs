@@ -170,6 +170,13 @@ async fn ingest<B: From<Bytes>>(
         .await
     {
         Ok(ingested) => {
+            crate::telemetry::inbox(
+                &org.org_id,
+                match ingested {
+                    Ingested::New(_) => "queued",
+                    Ingested::Duplicate => "duplicate",
+                },
+            );
             match ingested {
                 Ingested::New(id) => tracing::debug!(org = %org.org_id, entry = %id,
                     message_type = %bounded(message.type_name()), "inbox: accepted"),

@@ -345,9 +345,13 @@ impl<H: InboxHandler> Worker<H> {
             error = message,
             "inbox entry failed"
         );
-        if let Err(err) = self.inbox.fail(claim, message, retry_in).await {
-            tracing::warn!(org = %claim.org, entry = %claim.id, error = %err,
-                "inbox: could not record a failure; the entry is retried after its lease");
+        match self.inbox.fail(claim, message, retry_in).await {
+            Ok(()) => crate::telemetry::inbox(
+                &claim.org,
+                if retry_in.is_some() { "retry" } else { "dead" },
+            ),
+            Err(err) => tracing::warn!(org = %claim.org, entry = %claim.id, error = %err,
+                "inbox: could not record a failure; the entry is retried after its lease"),
         }
     }
 
@@ -391,6 +395,7 @@ impl<H: InboxHandler> Worker<H> {
             return Ok(Outcome::Lost);
         }
         tx.commit().await.map_err(db)?;
+        crate::telemetry::inbox(&claim.org, "done");
         Ok(Outcome::Done)
     }
 }

@@ -72,7 +72,7 @@ pub fn redact(json: impl AsRef<[u8]>) -> Result<String, serde_json::Error> {
 }
 
 /// Replaces, in place, the values of secret keys anywhere in `value`.
-pub fn redact_value(value: &mut Value) {
+pub(crate) fn redact_value(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {

@@ -37,7 +37,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::vapi::common::RawJson;
 
 /// Replaces every line break (`\r\n`, `\r`, `\n`, U+0085, U+2028, U+2029) with one space.
-pub fn single_line(text: &str) -> String {
+pub(crate) fn single_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
