@@ -417,6 +417,59 @@ async fn authentic_deliveries_are_never_refused_for_their_content() {
     );
 }
 
+/// Everything logged while `f` runs on this thread (the server's tasks run here too).
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn request_text_in_logs_is_bounded() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = Server::start().await;
+    // An unsigned request with a 60 KB slug, and a signed one with a 2,000-character type.
+    let slug = "s".repeat(60_000);
+    let (status, _) = server
+        .post(
+            &format!("{}/api/webhooks/vapi/{slug}", server.base),
+            http::HeaderMap::new(),
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let long_type = format!(
+        r#"{{"message":{{"type":"{}","call":{{"assistantId":"52b585b4-f84f-44c0-b0fd-4e3641a63a28"}}}}}}"#,
+        "t".repeat(2_000)
+    );
+    let (status, _) = server
+        .post_signed("/api/webhooks/vapi", "Org A", 0, long_type.as_bytes())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("vapi message"), "{logs}");
+    for line in logs.lines() {
+        assert!(line.len() < 1_000, "a {}-byte log line", line.len());
+    }
+    assert!(!logs.contains(&"s".repeat(200)));
+    assert!(!logs.contains(&"t".repeat(200)));
+}
+
 #[tokio::test]
 async fn metrics_count_each_org_and_outcome() {
     let server = Server::start().await;
@@ -559,6 +612,18 @@ fn a_key_listed_by_two_orgs_is_refused() {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn the_calls_store_never_prints_the_database_password() {
+        use vapi_webhooks::postgres::sqlx::postgres::PgPoolOptions;
+        // A lazy pool connects to nothing: the options alone hold the password.
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://app:hunter2-secret@127.0.0.1:5432/x")
+            .unwrap();
+        let calls = pg::PgCalls::new(pool);
+        let printed = format!("{calls:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
 
     fn database_url() -> Option<String> {
         match std::env::var("DATABASE_URL") {

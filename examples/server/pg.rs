@@ -106,7 +106,7 @@ pub async fn connect(
         Arc::new(CachedStore::new(PgStore::new(app.clone(), key)).ttl(Duration::from_secs(30)));
     Ok(Backend {
         store,
-        calls: PgCalls { pool: app },
+        calls: PgCalls::new(app),
         orgs,
     })
 }
@@ -228,6 +228,13 @@ async fn load_orgs(pool: &PgPool) -> Result<HashMap<OrgId, OrgInfo>, String> {
 #[derive(Clone)]
 pub struct PgCalls {
     pool: PgPool,
+}
+
+impl PgCalls {
+    /// Calls kept through `pool` (a pool of the request role).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
 }
 
 // Not derived: the pool's options hold the database password.
