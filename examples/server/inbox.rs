@@ -18,7 +18,7 @@ use vapi_webhooks::inbox::{
     Backoff, BoxError, Inbox, InboxAccess, InboxHandler, Job, Redrive, Worker, grant_inbox_access,
 };
 use vapi_webhooks::postgres::sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use vapi_webhooks::postgres::{OrgTx, RoleCheck, enable_org_rls, sqlx};
+use vapi_webhooks::postgres::{OrgTx, RoleCheck, sqlx};
 use vapi_webhooks::{OrgId, ServerMessage};
 
 use crate::app::CallRecord;
@@ -131,14 +131,7 @@ pub async fn connect(
 }
 
 async fn setup(admin: &PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = admin.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SETUP_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::raw_sql(SETUP_SQL).execute(&mut *tx).await?;
-    enable_org_rls(&mut tx, "vapi_example.report_runs").await?;
-    tx.commit().await?;
+    crate::pg::setup_schema(admin, SETUP_LOCK, SETUP_SQL, "vapi_example.report_runs").await?;
     grant_inbox_access(admin, crate::pg::APP_ROLE, InboxAccess::Ingest).await?;
     grant_inbox_access(admin, WORKER_ROLE, InboxAccess::Work).await
 }

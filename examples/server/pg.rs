@@ -121,15 +121,26 @@ pub async fn admin_pool(url: &str, max: u32) -> Result<PgPool, String> {
         .map_err(|err| format!("cannot connect to the database: {err}"))
 }
 
-async fn setup(admin: &PgPool) -> Result<(), sqlx::Error> {
+/// Runs `sql` and enables row-level security on `rls_table` in one transaction, one process at
+/// a time (`lock`, an advisory lock key): several servers may start against one database.
+pub async fn setup_schema(
+    admin: &PgPool,
+    lock: i64,
+    sql: &str,
+    rls_table: &str,
+) -> Result<(), sqlx::Error> {
     let mut tx = admin.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(SETUP_LOCK)
+        .bind(lock)
         .execute(&mut *tx)
         .await?;
-    sqlx::raw_sql(SETUP_SQL).execute(&mut *tx).await?;
-    enable_org_rls(&mut tx, "vapi_example.calls").await?;
-    tx.commit().await?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await?;
+    enable_org_rls(&mut tx, rls_table).await?;
+    tx.commit().await
+}
+
+async fn setup(admin: &PgPool) -> Result<(), sqlx::Error> {
+    setup_schema(admin, SETUP_LOCK, SETUP_SQL, "vapi_example.calls").await?;
     grant_store_access(admin, APP_ROLE, StoreAccess::ReadOnly).await
 }
 
