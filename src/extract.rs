@@ -61,10 +61,9 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::body::RawBody;
-use crate::error::bounded;
 use crate::org::OrgContext;
 use crate::reject::json_error;
-use crate::vapi::{Form, ParseError, ParsedMessage, ServerMessage, ToolCalls};
+use crate::vapi::{Form, ParseError, ParsedMessage, ServerMessage, ToolCalls, parse_once};
 use crate::verify::Verified;
 
 /// Why an extractor refused to run.
@@ -130,39 +129,19 @@ impl IntoResponse for ExtractRejection {
     }
 }
 
-/// The parse of this request's body, shared by every extractor of the request.
-#[derive(Clone)]
-struct Parsed(Result<Arc<ParsedMessage>, ParseError>);
-
-/// The verified request's message, parsed once and cached in the extensions.
+/// The verified request's message, parsed once per request (shared with the inbox layer).
 fn message(parts: &mut Parts) -> Result<Arc<ParsedMessage>, ExtractRejection> {
     let Some(verified) = parts.extensions.get::<Verified>() else {
         return Err(ExtractRejection::NotVerified);
     };
-    if let Some(Parsed(parsed)) = parts.extensions.get::<Parsed>() {
-        return parsed.clone().map_err(ExtractRejection::from);
-    }
+    let org = verified.org;
     let raw = parts
         .extensions
         .get::<RawBody>()
-        .ok_or(ExtractRejection::MissingRawBody)?;
-    let parsed = ServerMessage::parse(raw.as_bytes()).map(Arc::new);
-    if let Ok(parsed) = &parsed {
-        if !parsed.problems.is_empty() {
-            // Paths and kinds only (`ParseError` never holds a value), bounded in number.
-            let paths: Vec<&str> = parsed.problems.iter().take(8).map(|p| p.path()).collect();
-            match verified.org {
-                Some(org) => {
-                    tracing::info!(org = %org, message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit")
-                }
-                None => {
-                    tracing::info!(message_type = %bounded(parsed.message.type_name()), fields = ?paths, "vapi message delivered without fields that did not fit")
-                }
-            }
-        }
-    }
-    parts.extensions.insert(Parsed(parsed.clone()));
-    parsed.map_err(ExtractRejection::from)
+        .ok_or(ExtractRejection::MissingRawBody)?
+        .0
+        .clone();
+    parse_once(&mut parts.extensions, &raw, org.as_ref()).map_err(ExtractRejection::from)
 }
 
 /// The verified, typed Vapi message of the request (`Deref` to [`ServerMessage`]), with the
@@ -363,7 +342,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err, ExtractRejection::NotVerified);
         // Nothing was parsed or cached for an unverified request.
-        assert!(p.extensions.get::<Parsed>().is_none());
+        assert!(p.extensions.get::<crate::vapi::Cached>().is_none());
     }
 
     #[tokio::test]

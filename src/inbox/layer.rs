@@ -6,7 +6,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use serde::Deserialize;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -15,7 +14,7 @@ use crate::body::RawBody;
 use crate::error::bounded;
 use crate::org::OrgContext;
 use crate::reject::json_error;
-use crate::vapi::ServerMessage;
+use crate::vapi::{ServerMessage, parse_once};
 use crate::verify::Verified;
 
 /// Writes queued message types to the [`Inbox`] and answers `200 {}`; passes every other
@@ -23,9 +22,9 @@ use crate::verify::Verified;
 ///
 /// Place it after `OrgResolveLayer` and `SignatureVerifyLayer`: it reads only what they leave
 /// in the request extensions — [`Verified`] (for the same org as the [`OrgContext`]),
-/// [`OrgContext`] and [`RawBody`] — and the message type from the body. A queued message is
-/// parsed in full before it is accepted (`400` if it is not a Vapi message), so workers never
-/// receive one that cannot be handled. Answers:
+/// [`OrgContext`] and [`RawBody`] — and the message, parsed once per request (envelope or flat;
+/// the extractors of a handler behind this layer reuse that parse). A body that is not a Vapi
+/// message is passed on to the inner service, which refuses it as usual. Answers:
 ///
 /// * `200 {}` once the entry is committed, or when the org already has it (a retry or replay);
 ///   the response carries [`Ingested`] in its extensions;
@@ -83,25 +82,6 @@ pub struct InboxService<S> {
     inbox: Inbox,
 }
 
-#[derive(Deserialize)]
-struct TypeProbe<'a> {
-    #[serde(borrow)]
-    message: MessageType<'a>,
-}
-
-#[derive(Deserialize)]
-struct MessageType<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-}
-
-/// The message type, read without building the message; `None` if the body has none.
-fn message_type(body: &[u8]) -> Option<String> {
-    serde_json::from_slice::<TypeProbe<'_>>(body)
-        .ok()
-        .map(|probe| probe.message.kind.into_owned())
-}
-
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for InboxService<S>
@@ -119,9 +99,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let ext = req.extensions();
-        let (Some(org), Some(raw)) = (ext.get::<OrgContext>(), ext.get::<RawBody>()) else {
+        let (Some(org), Some(RawBody(body))) = (ext.get::<OrgContext>(), ext.get::<RawBody>())
+        else {
             let res = json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InboxLayer needs OrgResolveLayer and SignatureVerifyLayer in front of it",
@@ -138,17 +119,19 @@ where
                 return Box::pin(async move { Ok(res) });
             }
         };
-        let queued =
-            message_type(raw.as_bytes()).is_some_and(|t| self.inbox.policy().is_queued(&t));
-        if !queued {
+        let (org, body) = (org.clone(), body.clone());
+        // The one parse of this request: a handler behind this layer reuses it.
+        let queued = parse_once(req.extensions_mut(), &body, Some(&org.org_id))
+            .ok()
+            .filter(|parsed| self.inbox.policy().is_queued(parsed.message.type_name()));
+        let Some(parsed) = queued else {
             // Swap in the clone that was driven to readiness (tower's usual pattern).
             let clone = self.inner.clone();
             let mut inner = std::mem::replace(&mut self.inner, clone);
             return Box::pin(inner.call(req));
-        }
-        let (org, body) = (org.clone(), raw.as_bytes().clone());
+        };
         let inbox = self.inbox.clone();
-        Box::pin(async move { Ok(ingest(&inbox, &verified, &org, body).await) })
+        Box::pin(async move { Ok(ingest(&inbox, &verified, &org, &parsed.message, body).await) })
     }
 }
 
@@ -156,17 +139,11 @@ async fn ingest<B: From<Bytes>>(
     inbox: &Inbox,
     verified: &Verified,
     org: &OrgContext,
+    message: &ServerMessage,
     body: Bytes,
 ) -> Response<B> {
-    let message = match ServerMessage::from_slice(&body) {
-        Ok(message) => message,
-        Err(err) => {
-            tracing::info!(org = %org.org_id, path = err.path(), "inbox: not a Vapi message");
-            return json_error(StatusCode::BAD_REQUEST, "bad request");
-        }
-    };
     match inbox
-        .ingest(org, verified.delivery.as_bytes(), &message, &body)
+        .ingest(org, verified.delivery.as_bytes(), message, &body)
         .await
     {
         Ok(ingested) => {
@@ -202,14 +179,27 @@ async fn ingest<B: From<Bytes>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inbox::QueuePolicy;
+
+    fn queued(body: &[u8]) -> bool {
+        let mut extensions = http::Extensions::new();
+        parse_once(&mut extensions, body, None)
+            .is_ok_and(|parsed| QueuePolicy::default().is_queued(parsed.message.type_name()))
+    }
 
     #[test]
-    fn the_type_is_read_without_the_rest() {
-        assert_eq!(
-            message_type(br#"{"message":{"call":{"id":"x"},"type":"hang"},"extra":1}"#).as_deref(),
-            Some("hang")
-        );
-        assert_eq!(message_type(br#"{"message":{}}"#), None);
-        assert_eq!(message_type(b"not json"), None);
+    fn the_queued_type_comes_from_the_one_parse() {
+        // Envelope or flat, wherever `type` is.
+        assert!(queued(
+            br#"{"message":{"call":{"id":"x"},"type":"hang"},"extra":1}"#
+        ));
+        assert!(queued(
+            br#"{"type":"end-of-call-report","call":{"id":"x"}}"#
+        ));
+        // Replies stay inline, and so does a body that is not a Vapi message.
+        assert!(!queued(
+            br#"{"message":{"type":"tool-calls","toolCallList":[]}}"#
+        ));
+        assert!(!queued(b"not json"));
     }
 }

@@ -98,6 +98,9 @@ pub use self::common::{
     EndedReason, LazyList, OpenAiMessage, PhoneNumber, RawJson, Timestamp,
 };
 pub use self::message::*;
+#[cfg(test)]
+pub(crate) use self::parse::Cached;
+pub(crate) use self::parse::parse_once;
 pub use self::parse::{Form, ParseError, ParsedMessage};
 pub use self::redact::redact;
 pub use self::tool::{Arguments, FunctionCallBody, ToolCall, ToolFunction, ToolWithToolCall};

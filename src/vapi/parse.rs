@@ -557,6 +557,40 @@ fn explain(body: &[u8], loc: &Located<'_>) -> Result<ParsedMessage, ParseError> 
 }
 
 /// [`ServerMessage::parse`].
+/// This request's parse, shared by everything behind the layers that reads the message (the
+/// extractors, the inbox), so a body is parsed once per request.
+#[derive(Clone)]
+pub(crate) struct Cached(pub(crate) Result<std::sync::Arc<ParsedMessage>, ParseError>);
+
+/// The parse of `body` cached in `extensions`: parsed on first use, reused after. What did not
+/// fit is logged once, by path (a `ParseError` never holds a value), naming `org`.
+pub(crate) fn parse_once(
+    extensions: &mut http::Extensions,
+    body: &[u8],
+    org: Option<&crate::org::OrgId>,
+) -> Result<std::sync::Arc<ParsedMessage>, ParseError> {
+    if let Some(Cached(parsed)) = extensions.get::<Cached>() {
+        return parsed.clone();
+    }
+    let parsed = parse(body).map(std::sync::Arc::new);
+    if let Ok(parsed) = &parsed {
+        if !parsed.problems.is_empty() {
+            let paths: Vec<&str> = parsed.problems.iter().take(8).map(|p| p.path()).collect();
+            let kind = crate::error::bounded(parsed.message.type_name());
+            match org {
+                Some(org) => {
+                    tracing::info!(org = %org, message_type = %kind, fields = ?paths, "vapi message delivered without fields that did not fit")
+                }
+                None => {
+                    tracing::info!(message_type = %kind, fields = ?paths, "vapi message delivered without fields that did not fit")
+                }
+            }
+        }
+    }
+    extensions.insert(Cached(parsed.clone()));
+    parsed
+}
+
 pub(crate) fn parse(body: &[u8]) -> Result<ParsedMessage, ParseError> {
     let Some(mut loc) = locate(body, false) else {
         return Err(refuse(body));
